@@ -1,0 +1,172 @@
+"""Settings shared by every environment, read from the environment.
+
+Each environment module (local, test, production) imports this one and
+changes only what differs. Every variable read here is listed in
+`.env.example`.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "anymail",
+    "django_celery_beat",
+    "accounts",
+    "tickets",
+    "incidents",
+    "intake",
+    "notifications",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "afterhours.urls"
+WSGI_APPLICATION = "afterhours.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db(
+        "DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'afterhours.sqlite3'}"
+    )
+}
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+MEDIA_URL = "media/"
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=str(VAR_DIR / "media"))
+LOGIN_URL = "/admin/login/"
+
+# --- Public address and proxies -------------------------------------------
+# The URL the providers post to; Twilio signs the URL it was given, so the
+# webhook rebuilds it from this base when set.
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="")
+# Peers (our own TLS proxies) whose X-Forwarded-Proto/Host headers we believe.
+TRUSTED_PROXY_IPS = env.list("TRUSTED_PROXY_IPS", default=[])
+
+# --- Support desk ---------------------------------------------------------
+SUPPORT_EMAIL = env("SUPPORT_EMAIL", default="support@afterhours.example")
+SUPPORT_FROM_NAME = env("SUPPORT_FROM_NAME", default="Afterhours Support")
+SUPPORT_ONCALL_PHONE = env("SUPPORT_ONCALL_PHONE", default="")
+TICKET_REFERENCE_PREFIX = "AH"
+# RFC 3834: at most this many automatic replies to one sender per hour.
+AUTO_REPLY_LIMIT_PER_HOUR = env.int("AUTO_REPLY_LIMIT_PER_HOUR", default=3)
+
+# --- Email (Anymail) ------------------------------------------------------
+ANYMAIL_ESP = env("ANYMAIL_ESP", default="mailgun")
+ANYMAIL = {
+    "WEBHOOK_SECRET": env("ANYMAIL_WEBHOOK_SECRET", default=""),
+    "MAILGUN_API_KEY": env("MAILGUN_API_KEY", default=""),
+    "MAILGUN_WEBHOOK_SIGNING_KEY": env("MAILGUN_WEBHOOK_SIGNING_KEY", default=""),
+    "POSTMARK_SERVER_TOKEN": env("POSTMARK_SERVER_TOKEN", default=""),
+    "SENDGRID_API_KEY": env("SENDGRID_API_KEY", default=""),
+}
+_ESP_BACKENDS = {
+    "mailgun": ("MAILGUN_API_KEY", "anymail.backends.mailgun.EmailBackend"),
+    "postmark": ("POSTMARK_SERVER_TOKEN", "anymail.backends.postmark.EmailBackend"),
+    "sendgrid": ("SENDGRID_API_KEY", "anymail.backends.sendgrid.EmailBackend"),
+}
+# Without the ESP's credentials the console backend logs mail instead of
+# sending it, so a bare machine can run the whole product.
+_esp_key, _esp_backend = _ESP_BACKENDS.get(ANYMAIL_ESP, ("", ""))
+EMAIL_BACKEND = env(
+    "EMAIL_BACKEND",
+    default=_esp_backend
+    if ANYMAIL.get(_esp_key)
+    else "django.core.mail.backends.console.EmailBackend",
+)
+DEFAULT_FROM_EMAIL = f"{SUPPORT_FROM_NAME} <{SUPPORT_EMAIL}>"
+SERVER_EMAIL = SUPPORT_EMAIL
+
+# --- Twilio ---------------------------------------------------------------
+TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM_NUMBER = env("TWILIO_FROM_NUMBER", default="")
+# Points the official client at a stand-in (tests, benchmarks).
+TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL", default="")
+
+# --- Airtable -------------------------------------------------------------
+AIRTABLE_API_KEY = env("AIRTABLE_API_KEY", default="")
+AIRTABLE_CALLS_TABLE = env("AIRTABLE_CALLS_TABLE", default="Calls")
+AIRTABLE_API_BASE_URL = env("AIRTABLE_API_BASE_URL", default="")
+
+# --- Celery ---------------------------------------------------------------
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+CELERY_TASK_ALWAYS_EAGER = False
+# A task is acknowledged only when it finishes and requeued when its worker
+# dies, so a killed worker loses nothing; tasks are written to be repeatable.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+}
+
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+CALL_SUMMARY_WEBHOOK_SECRET = env("CALL_SUMMARY_WEBHOOK_SECRET", default="")

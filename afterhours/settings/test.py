@@ -1,0 +1,38 @@
+"""Tests: PostgreSQL and Redis on this machine, each run in its own namespace.
+
+Parallel runs (several developers, CI) must not meet: the test database name
+and the Redis key prefix carry the process id.
+"""
+
+import os
+
+from .base import *  # noqa: F403
+from .base import ANYMAIL, env
+
+_RUN = os.environ.get("AFTERHOURS_TEST_RUN", str(os.getpid()))
+
+SECRET_KEY = "test-only-secret-key"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+DATABASES = {
+    "default": env.db(
+        "DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/afterhours"
+    )
+}
+DATABASES["default"]["TEST"] = {"NAME": f"test_afterhours_{_RUN}"}
+
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
+CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": f"afterhours-test-{_RUN}:"}
+CELERY_TASK_DEFAULT_QUEUE = f"afterhours-test-{_RUN}"
+
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+ANYMAIL["WEBHOOK_SECRET"] = "test:inbound-secret"
+ANYMAIL["MAILGUN_WEBHOOK_SIGNING_KEY"] = "test-mailgun-signing-key"
+TWILIO_ACCOUNT_SID = "AC00000000000000000000000000000000"
+TWILIO_AUTH_TOKEN = "test_auth_token_0000000000000000"
+TWILIO_FROM_NUMBER = "+15005550006"
+PUBLIC_BASE_URL = "https://afterhours.example.test"
+CALL_SUMMARY_WEBHOOK_SECRET = "test-call-summary-secret"
+SUPPORT_ONCALL_PHONE = "+16175550100"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+MEDIA_ROOT = f"/tmp/afterhours-test-media-{_RUN}"

@@ -1,0 +1,174 @@
+"""Support tickets, their messages and their history."""
+
+from django.conf import settings
+from django.db import models
+
+REQUIRED_FACTS = ["business_line", "started_at", "symptoms", "example_call", "workaround"]
+
+
+class Priority(models.TextChoices):
+    P0 = "P0", "P0 - active outage or safety risk"
+    P1 = "P1", "P1 - partial outage or severe degradation"
+    P2 = "P2", "P2 - non-urgent, workaround exists"
+
+
+class Escalation(models.TextChoices):
+    HIGH_VALUE = "high_value"
+    AFTER_HOURS = "after_hours"
+    MANY_REPORTS = "many_reports"
+
+
+class Ticket(models.Model):
+    class Status(models.TextChoices):
+        NEW = "new"
+        WAITING_ON_CUSTOMER = "waiting", "waiting on customer"
+        OPEN = "open"
+        RESOLVED = "resolved"
+        CLOSED = "closed"
+
+    reference = models.CharField(max_length=20, unique=True, blank=True)
+    business = models.ForeignKey(
+        "accounts.Business",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="tickets",
+        help_text="Empty until the sender is matched to a business.",
+    )
+    requester_email = models.CharField(max_length=320, blank=True)
+    requester_name = models.CharField(max_length=200, blank=True)
+    subject = models.CharField(max_length=998, blank=True)
+    component = models.CharField(
+        max_length=32, blank=True, help_text="The failing part, from triage."
+    )
+
+    # The five required facts. Each is empty until the customer gives it.
+    business_line = models.CharField(max_length=20, blank=True, help_text="E.164")
+    business_line_extension = models.CharField(max_length=10, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    started_at_text = models.CharField(max_length=200, blank=True)
+    started_at_unclear = models.BooleanField(
+        default=False, help_text="A time was given but could not be read safely."
+    )
+    symptoms = models.TextField(blank=True)
+    example_call = models.CharField(
+        max_length=64, blank=True, help_text="Caller number (E.164) or call id."
+    )
+    example_call_extension = models.CharField(max_length=10, blank=True)
+    workaround = models.TextField(blank=True)
+
+    priority = models.CharField(
+        max_length=2, choices=Priority.choices, default=Priority.P2, db_index=True
+    )
+    priority_reasons = models.JSONField(default=list, blank=True)
+    escalations = models.JSONField(default=list, blank=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.NEW, db_index=True
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="tickets",
+    )
+    incident = models.ForeignKey(
+        "incidents.Incident",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="tickets",
+    )
+    received_at = models.DateTimeField(db_index=True)
+    acknowledge_due = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    next_update_due = models.DateTimeField(null=True, blank=True)
+    first_reply_sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.reference} {self.subject}"
+
+    @property
+    def missing_facts(self) -> list[str]:
+        given = {
+            "business_line": bool(self.business_line),
+            "started_at": self.started_at is not None and not self.started_at_unclear,
+            "symptoms": bool(self.symptoms.strip()),
+            "example_call": bool(self.example_call),
+            "workaround": bool(self.workaround.strip()),
+        }
+        return [fact for fact in REQUIRED_FACTS if not given[fact]]
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        if not self.reference:
+            # Readable and stable: the row id offset so references start at 4
+            # digits, e.g. AH-1042.
+            self.reference = f"{settings.TICKET_REFERENCE_PREFIX}-{1000 + self.pk}"
+            type(self).objects.filter(pk=self.pk).update(reference=self.reference)
+
+
+class TicketMessage(models.Model):
+    class Direction(models.TextChoices):
+        INBOUND = "in", "from customer"
+        OUTBOUND = "out", "to customer"
+        NOTE = "note", "internal note"
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="messages")
+    direction = models.CharField(max_length=4, choices=Direction.choices)
+    message_id = models.CharField(max_length=998, unique=True, null=True, blank=True)
+    in_reply_to = models.CharField(max_length=998, blank=True)
+    references = models.TextField(blank=True)
+    from_address = models.CharField(max_length=320, blank=True)
+    to_address = models.CharField(max_length=320, blank=True)
+    subject = models.CharField(max_length=998, blank=True)
+    body = models.TextField(blank=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    inbound_email = models.ForeignKey(
+        "intake.InboundEmail", null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_direction_display()} on {self.ticket.reference}"
+
+
+class TicketAttachment(models.Model):
+    message = models.ForeignKey(
+        TicketMessage, on_delete=models.CASCADE, related_name="attachments"
+    )
+    filename = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=255)
+    size = models.PositiveIntegerField()
+    file = models.FileField(upload_to="attachments/%Y/%m/")
+
+    def __str__(self) -> str:
+        return self.filename
+
+
+class TicketEvent(models.Model):
+    """The ticket's history: each automatic or human step with its reason."""
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=40)
+    detail = models.TextField(blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.ticket_id}"
