@@ -1,6 +1,13 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from incidents.views import status_page
 
 urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="portal-home", permanent=False)),
     path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("portal/", include("tickets.portal_urls")),
+    path("status/", status_page, name="status"),
 ]
