@@ -96,6 +96,8 @@ class Call(models.Model):
         PENDING = "pending"
         SYNCED = "synced"
         FAILED = "failed", "failed (will retry)"
+        # No Airtable key configured: the call is deliberately not mirrored.
+        SKIPPED = "skipped", "skipped (Airtable not configured)"
 
     provider_call_id = models.CharField(max_length=64, unique=True)
     business = models.ForeignKey(
