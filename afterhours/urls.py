@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from afterhours.api import router as api_router
 from incidents.views import status_page
 
 urlpatterns = [
@@ -10,4 +11,5 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("portal/", include("tickets.portal_urls")),
     path("status/", status_page, name="status"),
+    path("api/", include(api_router.urls)),
 ]
