@@ -12,6 +12,10 @@ DEBUG = env.bool("DJANGO_DEBUG", default=True)
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="local-development-only-not-secret")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 
+# Postmark's inbound format needs only basic auth, so the README's sample
+# request is a plain curl.
+ANYMAIL_ESP = env("ANYMAIL_ESP", default="postmark")
+
 # Known development secrets so the README's sample requests work as written.
 ANYMAIL["WEBHOOK_SECRET"] = ANYMAIL["WEBHOOK_SECRET"] or "dev:dev-inbound-secret"
 ANYMAIL["MAILGUN_WEBHOOK_SIGNING_KEY"] = (
