@@ -137,6 +137,13 @@ TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL", default="")
 AIRTABLE_API_KEY = env("AIRTABLE_API_KEY", default="")
 AIRTABLE_CALLS_TABLE = env("AIRTABLE_CALLS_TABLE", default="Calls")
 AIRTABLE_API_BASE_URL = env("AIRTABLE_API_BASE_URL", default="")
+# Airtable allows 5 requests a second per base and, past that, refuses the
+# base for 30 seconds; both are configurable so tests can shrink the wait.
+AIRTABLE_REQUESTS_PER_SECOND = env.int("AIRTABLE_REQUESTS_PER_SECOND", default=5)
+AIRTABLE_RATE_LIMIT_WAIT_SECONDS = env.float(
+    "AIRTABLE_RATE_LIMIT_WAIT_SECONDS", default=30.0
+)
+AIRTABLE_TIMEOUT_SECONDS = env.float("AIRTABLE_TIMEOUT_SECONDS", default=20.0)
 
 # --- Celery ---------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
@@ -150,6 +157,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    # Expires before the next run so a stalled worker never piles sweeps up.
+    "airtable-sweep": {
+        "task": "intake.tasks.airtable_sweep",
+        "schedule": 10.0,
+        "options": {"expires": 9},
+    },
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
