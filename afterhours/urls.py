@@ -12,4 +12,5 @@ urlpatterns = [
     path("portal/", include("tickets.portal_urls")),
     path("status/", status_page, name="status"),
     path("api/", include(api_router.urls)),
+    path("", include("intake.urls")),
 ]

@@ -1,0 +1,69 @@
+"""Anymail's `inbound` signal: store the message, queue its processing.
+
+The receiver only stores and queues; turning the message into a ticket
+happens in a task after commit, so the ESP gets its answer quickly and a
+failure later loses nothing (the raw message is already kept).
+"""
+
+import json
+import logging
+
+from django.db import transaction
+
+from .inbound_webhooks import UNREADABLE_ERRORS, form_fields
+from .models import InboundEmail
+from .services import inbound_email_store, inbound_email_store_unreadable
+
+logger = logging.getLogger(__name__)
+
+# Where each ESP's post carries the message exactly as it arrived, when the
+# ESP is set to send raw MIME.
+RAW_FORM_FIELDS = ("body-mime", "email")
+
+
+def inbound_email_received(sender, event, esp_name, **kwargs):
+    """Keep the message, then queue `inbound_email_process_task` on commit."""
+    from .tasks import inbound_email_process_task
+
+    esp = esp_name.lower()
+    with transaction.atomic():
+        try:
+            raw = raw_message(event)
+        except UNREADABLE_ERRORS as exc:
+            inbound_email_store_unreadable(
+                body=_request_body(event),
+                esp=esp,
+                reason=f"message could not be serialised: {type(exc).__name__}: {exc}",
+            )
+            return
+        inbound_email, _ = inbound_email_store(raw=raw, esp=esp)
+        # A retried delivery of a message still pending queues it again: the
+        # first queueing may be what failed. Processing is idempotent.
+        if inbound_email.status == InboundEmail.Status.PENDING:
+            transaction.on_commit(
+                lambda: inbound_email_process_task.delay(inbound_email.pk)
+            )
+
+
+def raw_message(event) -> bytes:
+    """The message's bytes: the ESP's raw MIME if it sent one, else rebuilt."""
+    esp_event = event.esp_event
+    if isinstance(esp_event, dict):
+        raw = esp_event.get("RawEmail")
+        if raw:
+            return raw.encode("utf-8")
+    elif hasattr(esp_event, "POST"):
+        fields = form_fields(esp_event)
+        for name in RAW_FORM_FIELDS:
+            if fields.get(name):
+                return fields[name]
+            if esp_event.POST.get(name):
+                return esp_event.POST[name].encode("utf-8")
+    return event.message.as_bytes()
+
+
+def _request_body(event) -> bytes:
+    esp_event = event.esp_event
+    if hasattr(esp_event, "body"):
+        return esp_event.body
+    return json.dumps(esp_event, sort_keys=True).encode("utf-8")
