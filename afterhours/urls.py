@@ -12,5 +12,6 @@ urlpatterns = [
     path("portal/", include("tickets.portal_urls")),
     path("status/", status_page, name="status"),
     path("api/", include(api_router.urls)),
+    path("webhooks/", include("intake.webhook_urls")),
     path("", include("intake.urls")),
 ]

@@ -28,3 +28,42 @@ def inbound_email_process_task(inbound_email_id: int) -> None:
 def airtable_sweep() -> None:
     """Beat, every 10 s: push the calls whose Airtable sync is due."""
     calls_airtable_sweep()
+
+
+# --- Calls: voice callbacks and the Airtable sync they cause ---------------
+
+
+@shared_task(
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=120,
+    retry_jitter=True,
+    max_retries=8,
+)
+def call_event_process(webhook_event_id: int) -> None:
+    """Apply one stored Twilio voice callback to its call (intake.calls)."""
+    from .calls import call_event_record
+
+    call_event_record(webhook_event_id=webhook_event_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def call_events_sweep() -> None:
+    """Beat: queue again the voice callbacks whose task was lost."""
+    from .calls import call_events_stuck_ids
+
+    for webhook_event_id in call_events_stuck_ids():
+        call_event_process.delay(webhook_event_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def call_airtable_sync(call_id: int) -> None:
+    """Upsert one call's Airtable record (intake.airtable records failures)."""
+    from .airtable import call_airtable_push
+    from .models import Call
+
+    if not Call.objects.filter(pk=call_id).exists():
+        return
+    call_airtable_push(call_id=call_id)

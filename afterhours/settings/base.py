@@ -164,6 +164,16 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 10.0,
         "options": {"expires": 9},
     },
+    "outbox-sweep": {
+        "task": "notifications.tasks.outbox_sweep",
+        "schedule": 30.0,
+        "options": {"expires": 29},
+    },
+    "call-events-sweep": {
+        "task": "intake.tasks.call_events_sweep",
+        "schedule": 60.0,
+        "options": {"expires": 59},
+    },
 }
 
 REST_FRAMEWORK = {

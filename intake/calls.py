@@ -1,0 +1,429 @@
+"""Calls, from Twilio Voice status callbacks.
+
+A callback whose signature checks is stored in the inbox (WebhookEvent)
+before anything else happens, and a task processes it: the Call row is
+created or moved, and when the call completes, a summary SMS to the
+business's first on-call contact is owed through the outbox in the same
+transaction. Callbacks arrive late, twice and out of order; the sequence
+number and the terminal states decide what may move a call.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import OnCallContact, PhoneLine
+from afterhours.privacy import mask_phone
+from notifications.models import Notification
+from notifications.services import notification_enqueue
+
+from .models import Call, WebhookEvent
+
+logger = logging.getLogger(__name__)
+
+PROVIDER_TWILIO = "twilio"
+KIND_VOICE_STATUS = "voice_status"
+
+Status = Call.Status
+TERMINAL_STATUSES = frozenset(
+    {Status.COMPLETED, Status.BUSY, Status.NO_ANSWER, Status.CANCELED, Status.FAILED}
+)
+# Names Twilio uses for progress events that our status list spells
+# differently.
+STATUS_ALIASES = {"initiated": Status.QUEUED, "answered": Status.IN_PROGRESS}
+# A pending inbox row older than this lost its task (broker down when the
+# webhook committed); the sweep queues it again.
+EVENT_STUCK_AFTER = timedelta(minutes=2)
+# How long the call's own sync task gets before the Airtable sweep pushes a
+# changed call itself.
+AIRTABLE_RESYNC_GRACE = timedelta(seconds=60)
+SUMMARY_MAX_CHARS = 480
+# What a status event may write on a call.
+EVENT_FIELDS = (
+    "status",
+    "last_sequence",
+    "caller_number",
+    "started_at",
+    "ended_at",
+    "duration_seconds",
+)
+
+
+class CallEventInvalid(ValueError):
+    """A signed callback we cannot read as a call status; kept, not retried."""
+
+
+@dataclass(frozen=True)
+class CallStatusEvent:
+    """One voice status callback, in our words."""
+
+    call_sid: str
+    status: str
+    sequence: int | None
+    dialled_number: str
+    caller_number: str
+    occurred_at: datetime
+    duration_seconds: int | None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class CallUpsertResult:
+    call: Call
+    created: bool
+    changed: bool
+    completed_now: bool
+
+
+def call_status_event_id(*, payload: dict) -> str:
+    """The inbox key of a voice callback: `<CallSid>:<SequenceNumber>`.
+
+    A callback without a sequence number (not a call-progress event) is
+    keyed on its status instead, so each status is still taken once.
+    """
+    call_sid = (payload.get("CallSid") or "").strip()
+    if not call_sid:
+        raise CallEventInvalid("no CallSid")
+    sequence = (payload.get("SequenceNumber") or "").strip()
+    if sequence:
+        return f"{call_sid}:{sequence}"
+    return f"{call_sid}:status-{payload.get('CallStatus', '')}"
+
+
+def call_status_event_store(*, payload: dict) -> tuple[WebhookEvent, bool]:
+    """Keep one verified voice callback in the inbox; queue it on commit.
+
+    Returns (event, created). A callback already stored (Twilio's retry, a
+    duplicate delivery) returns the existing row and queues nothing.
+    Raises CallEventInvalid when the payload names no call.
+    """
+    event_id = call_status_event_id(payload=payload)
+    from .tasks import call_event_process
+
+    try:
+        with transaction.atomic():
+            event = WebhookEvent.objects.create(
+                provider=PROVIDER_TWILIO,
+                kind=KIND_VOICE_STATUS,
+                event_id=event_id,
+                payload=payload,
+            )
+            # robust: the callback is safe in the inbox; if the broker is
+            # down the sweep queues it later, and Twilio still gets its 200.
+            transaction.on_commit(
+                lambda: call_event_process.delay(event.pk), robust=True
+            )
+    except IntegrityError:
+        existing = WebhookEvent.objects.get(provider=PROVIDER_TWILIO, event_id=event_id)
+        logger.info(
+            "calls: duplicate voice callback event=%s id=%s ignored",
+            event_id,
+            existing.pk,
+        )
+        return existing, False
+    logger.info("calls: voice callback stored event=%s id=%s", event_id, event.pk)
+    return event, True
+
+
+def call_status_event_parse(*, payload: dict, received_at: datetime) -> CallStatusEvent:
+    """Read a stored voice callback; raise CallEventInvalid if it is not one."""
+    call_sid = (payload.get("CallSid") or "").strip()
+    if not call_sid:
+        raise CallEventInvalid("no CallSid")
+    raw_status = (payload.get("CallStatus") or "").strip().lower()
+    status = STATUS_ALIASES.get(raw_status, raw_status)
+    if status not in Status.values:
+        raise CallEventInvalid(f"unknown CallStatus {raw_status!r}")
+    try:
+        sequence = (
+            int(payload["SequenceNumber"]) if payload.get("SequenceNumber") else None
+        )
+        duration = int(payload["CallDuration"]) if payload.get("CallDuration") else None
+    except ValueError as exc:
+        raise CallEventInvalid(f"not a number: {exc}") from exc
+    return CallStatusEvent(
+        call_sid=call_sid,
+        status=status,
+        sequence=sequence,
+        dialled_number=(payload.get("To") or "")[:20],
+        caller_number=(payload.get("From") or "")[:20],
+        occurred_at=_timestamp(payload.get("Timestamp")) or received_at,
+        duration_seconds=duration,
+    )
+
+
+def call_event_record(*, webhook_event_id: int) -> Call | None:
+    """Process one stored voice callback; safe to run any number of times.
+
+    Locks the inbox row (select_for_update) and then the call row, so two
+    callbacks of one call are applied one after the other. An event already
+    processed returns None. The Airtable sync is queued on commit when the
+    call changed.
+    """
+    from .tasks import call_airtable_sync
+
+    with transaction.atomic():
+        event = (
+            WebhookEvent.objects.select_for_update().filter(pk=webhook_event_id).first()
+        )
+        if event is None or event.status != WebhookEvent.Status.PENDING:
+            return None
+        event.attempts += 1
+        event.processed_at = timezone.now()
+        try:
+            parsed = call_status_event_parse(
+                payload=event.payload, received_at=event.received_at
+            )
+        except CallEventInvalid as exc:
+            event.status = WebhookEvent.Status.FAILED
+            event.last_error = str(exc)
+            event.save(
+                update_fields=["status", "last_error", "attempts", "processed_at"]
+            )
+            logger.warning(
+                "calls: voice callback id=%s event=%s unreadable: %s",
+                event.pk,
+                event.event_id,
+                exc,
+            )
+            return None
+
+        result = call_upsert_from_status(event=parsed)
+        event.status = (
+            WebhookEvent.Status.PROCESSED
+            if result.changed
+            else WebhookEvent.Status.IGNORED
+        )
+        event.save(update_fields=["status", "attempts", "processed_at"])
+        if result.changed:
+            call_id = result.call.pk
+            transaction.on_commit(lambda: call_airtable_sync.delay(call_id))
+    return result.call
+
+
+def call_upsert_from_status(*, event: CallStatusEvent) -> CallUpsertResult:
+    """Create the call or move it by one status event; owe its summary.
+
+    Must run inside a transaction: takes a row lock on the call. An event
+    older than the last one applied (lower sequence) or arriving after a
+    terminal status changes nothing. When the call reaches "completed", the
+    summary SMS is owed in this same transaction.
+    """
+    calls = Call.objects.select_for_update()
+    call = calls.filter(provider_call_id=event.call_sid).first()
+    created = False
+    if call is None:
+        # Two first events of one call can race here; get_or_create lets the
+        # loser wait for the winner's row and lock it.
+        call, created = calls.get_or_create(
+            provider_call_id=event.call_sid, defaults=_fields_for_new_call(event)
+        )
+    if created:
+        changed = True
+        completed_now = call.status == Status.COMPLETED
+        logger.info(
+            "calls: call id=%s sid=%s recorded status=%s seq=%s business=%s",
+            call.pk,
+            call.provider_call_id,
+            call.status,
+            event.sequence,
+            call.business_id,
+        )
+        if call.business_id is None:
+            logger.warning(
+                "calls: call id=%s sid=%s to unknown number %s recorded "
+                "without a business",
+                call.pk,
+                call.provider_call_id,
+                mask_phone(event.dialled_number),
+            )
+    else:
+        changed = _event_moves_call(call, event)
+        completed_now = changed and event.status == Status.COMPLETED
+        if changed:
+            previous = call.status
+            _apply(call, event)
+            call.airtable_state = Call.SyncState.PENDING
+            # The Airtable record is stale now. The sync task queued on
+            # commit pushes it; should that message be lost, the Airtable
+            # sweep finds the call pending once the grace has passed.
+            call.airtable_next_attempt_at = timezone.now() + AIRTABLE_RESYNC_GRACE
+            call.save(
+                update_fields=[
+                    *EVENT_FIELDS,
+                    "airtable_state",
+                    "airtable_next_attempt_at",
+                    "updated_at",
+                ]
+            )
+            logger.info(
+                "calls: call id=%s sid=%s status %s -> %s seq=%s",
+                call.pk,
+                call.provider_call_id,
+                previous,
+                call.status,
+                event.sequence,
+            )
+        else:
+            logger.info(
+                "calls: call id=%s sid=%s stale event status=%s seq=%s ignored "
+                "(call is %s at seq %s)",
+                call.pk,
+                call.provider_call_id,
+                event.status,
+                event.sequence,
+                call.status,
+                call.last_sequence,
+            )
+
+    if completed_now:
+        call_summary_owe(call=call)
+    return CallUpsertResult(
+        call=call, created=created, changed=changed, completed_now=completed_now
+    )
+
+
+def call_summary_owe(*, call: Call) -> Notification | None:
+    """Owe the summary SMS of a completed call to the first on-call contact.
+
+    Call inside the transaction that completed the call. Idempotent: the
+    dedupe key names the call and the number.
+    """
+    if call.business_id is None:
+        return None
+    contact = (
+        OnCallContact.objects.filter(business_id=call.business_id)
+        .exclude(phone="")
+        .order_by("order", "id")
+        .first()
+    )
+    if contact is None:
+        logger.warning(
+            "calls: call id=%s completed but business id=%s has no on-call "
+            "contact with a phone; no summary sent",
+            call.pk,
+            call.business_id,
+        )
+        return None
+    notification, _ = notification_enqueue(
+        channel=Notification.Channel.SMS,
+        reason=Notification.Reason.CALL_SUMMARY,
+        recipient=contact.phone,
+        body=call_summary_text(call=call),
+        dedupe_key=f"call_summary:{call.pk}:sms:{contact.phone}",
+        sender=settings.TWILIO_FROM_NUMBER,
+        call=call,
+    )
+    return notification
+
+
+def call_summary_text(*, call: Call) -> str:
+    """The SMS an on-call contact reads: who called, when, how long, what."""
+    business = call.business
+    moment = call.started_at or call.ended_at or call.created_at
+    local = moment.astimezone(business.zone)
+    when = f"{local:%a %b} {local.day}, {local.hour % 12 or 12}:{local:%M %p %Z}"
+    caller = call.caller_number or "an unknown number"
+    summary = call.summary.strip()
+    if len(summary) > SUMMARY_MAX_CHARS:
+        summary = summary[: SUMMARY_MAX_CHARS - 1].rstrip() + "…"
+    summary = summary or "Summary to follow."
+    return (
+        f"{business.name}: call from {caller} at {when}, "
+        f"{_duration_text(call.duration_seconds)}. {summary}"
+    )
+
+
+def call_events_stuck_ids(
+    *, now: datetime | None = None, limit: int = 500
+) -> list[int]:
+    """Voice callbacks still pending long after they were stored."""
+    now = now or timezone.now()
+    return list(
+        WebhookEvent.objects.filter(
+            provider=PROVIDER_TWILIO,
+            kind=KIND_VOICE_STATUS,
+            status=WebhookEvent.Status.PENDING,
+            received_at__lte=now - EVENT_STUCK_AFTER,
+        )
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def _fields_for_new_call(event: CallStatusEvent) -> dict:
+    line = (
+        PhoneLine.objects.filter(number=event.dialled_number)
+        .select_related("business")
+        .first()
+    )
+    call = Call(
+        business=line.business if line else None,
+        dialled_number=event.dialled_number,
+    )
+    _apply(call, event)
+    fields = {name: getattr(call, name) for name in EVENT_FIELDS}
+    return {**fields, "business": call.business, "dialled_number": event.dialled_number}
+
+
+def _event_moves_call(call: Call, event: CallStatusEvent) -> bool:
+    if call.status in TERMINAL_STATUSES:
+        # A terminal status is never undone, whatever the sequence says.
+        return False
+    if event.sequence is not None and event.sequence <= call.last_sequence:
+        return False
+    return True
+
+
+def _apply(call: Call, event: CallStatusEvent) -> None:
+    call.status = event.status
+    if event.sequence is not None:
+        call.last_sequence = event.sequence
+    if not call.caller_number:
+        call.caller_number = event.caller_number
+    if event.terminal:
+        call.ended_at = event.occurred_at
+        if event.duration_seconds is not None:
+            call.duration_seconds = event.duration_seconds
+    if call.started_at is None:
+        # The first event we hear of; a terminal one carries the talk time,
+        # which puts the start at about the answer.
+        call.started_at = event.occurred_at - timedelta(
+            seconds=event.duration_seconds
+            if event.terminal and event.duration_seconds
+            else 0
+        )
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    """Twilio's RFC 2822 `Timestamp` as an aware datetime, None if unreadable."""
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if timezone.is_naive(moment):
+        # RFC 2822 "-0000" means UTC with no zone information.
+        moment = moment.replace(tzinfo=UTC)
+    return moment
+
+
+def _duration_text(seconds: int | None) -> str:
+    if seconds is None:
+        return "duration unknown"
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"

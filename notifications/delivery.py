@@ -1,0 +1,316 @@
+"""Sending outbox rows, each at most once per claim, and retrying them.
+
+One delivery is three steps: claim the row under a row lock in a short
+transaction (pending/failed -> sending, attempts + 1) and commit; call the
+provider outside any transaction; record the outcome. The claim is the only
+way to a send, so a row that is already sent, delivered or written off is
+never sent again, and two workers handed the same row send it once.
+
+Retry state lives on the row (`state`, `attempts`, `next_attempt_at`), not
+in the broker: `outbox_due_ids` finds what a beat sweep must queue again, so
+a restarted worker, beat or broker loses nothing.
+"""
+
+import logging
+import random
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from afterhours.privacy import mask_email, mask_phone
+
+from .models import Notification, Suppression
+from .providers.email import email_send
+from .providers.errors import (
+    PermanentProviderError,
+    ProviderError,
+    TransientProviderError,
+)
+from .providers.twilio_sms import OPTED_OUT, sms_send
+
+logger = logging.getLogger(__name__)
+
+State = Notification.State
+Channel = Notification.Channel
+
+# Attempts before a transiently failing row is written off as undeliverable;
+# with the backoff below that is about an hour of trying.
+MAX_ATTEMPTS = 6
+BACKOFF_BASE_SECONDS = 30
+BACKOFF_CAP_SECONDS = 30 * 60
+# A claim older than this has lost its worker (killed, or the record step
+# failed); the sweep hands the row out again. Far longer than one provider
+# call with its timeout.
+CLAIM_LEASE = timedelta(minutes=5)
+# A pending row whose queued task has not claimed it by then lost its task
+# (broker down at commit time).
+PENDING_STUCK_AFTER = timedelta(minutes=3)
+CLAIMABLE = (State.PENDING, State.FAILED, State.SENDING)
+
+
+def retry_delay(*, attempts: int) -> timedelta:
+    """Exponential backoff with jitter after the `attempts`-th failure.
+
+    30 s, 60 s, 120 s ... capped at 30 minutes, each drawn from the upper
+    half of its step so a burst of failures does not come back as a burst.
+    """
+    step = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0))
+    return timedelta(seconds=random.uniform(step / 2, step))
+
+
+def notification_deliver(*, notification_id: int) -> None:
+    """Send one outbox row if it is owed and nobody else is sending it.
+
+    Takes a row lock (select_for_update) only for the claim and for the
+    outcome; the provider is called with no transaction open. Provider
+    errors are recorded on the row, not raised: a transient one sets
+    `next_attempt_at` for the sweep, a permanent one writes the row off.
+    """
+    notification = _claim(notification_id=notification_id)
+    if notification is None:
+        return
+
+    try:
+        result = _send(notification)
+    except PermanentProviderError as exc:
+        _record_undeliverable(notification, exc)
+        return
+    except TransientProviderError as exc:
+        _record_failure(notification, exc)
+        return
+    except Exception as exc:
+        # A bug or a misconfiguration: keep the row retryable (attempts are
+        # capped) instead of leaving it "sending", and let the task fail
+        # loudly.
+        _record_failure(notification, ProviderError(repr(exc), code="error"))
+        raise
+
+    now = timezone.now()
+    if result.logged:
+        _record(notification, state=State.LOGGED, next_attempt_at=None)
+        logger.info("outbox: notification id=%s logged, not sent", notification.pk)
+        return
+    _record(
+        notification,
+        state=State.SENT,
+        provider_message_id=result.message_id,
+        sent_at=now,
+        next_attempt_at=None,
+    )
+    logger.info(
+        "outbox: notification id=%s sent channel=%s provider_id=%s attempt=%s",
+        notification.pk,
+        notification.channel,
+        result.message_id,
+        notification.attempts,
+    )
+
+
+def outbox_due_ids(*, now: datetime | None = None, limit: int = 500) -> list[int]:
+    """Rows a sweep must queue again, oldest due first.
+
+    Failed rows whose retry time has come, claims whose lease ran out (the
+    worker died mid-send), and pending rows whose task never ran.
+    """
+    now = now or timezone.now()
+    due = (
+        Q(state=State.FAILED, next_attempt_at__lte=now)
+        | Q(state=State.SENDING, next_attempt_at__lte=now)
+        | Q(state=State.PENDING, created_at__lte=now - PENDING_STUCK_AFTER)
+    )
+    rows = Notification.objects.filter(due).order_by("next_attempt_at", "pk")
+    return list(rows.values_list("pk", flat=True)[:limit])
+
+
+def _claim(*, notification_id: int) -> Notification | None:
+    """Lock the row and mark it ours; None when there is nothing to send."""
+    with transaction.atomic():
+        notification = (
+            Notification.objects.select_for_update().filter(pk=notification_id).first()
+        )
+        if notification is None:
+            logger.info("outbox: notification id=%s is gone", notification_id)
+            return None
+        if notification.state not in CLAIMABLE:
+            return None
+        now = timezone.now()
+        if notification.state != State.PENDING and (
+            notification.next_attempt_at and notification.next_attempt_at > now
+        ):
+            # Failed and not yet due, or another worker's claim still holds.
+            return None
+
+        if notification.state == State.SENDING:
+            logger.warning(
+                "outbox: notification id=%s claim expired after attempt %s, "
+                "its worker was lost; outcome of that attempt unknown",
+                notification.pk,
+                notification.attempts,
+            )
+            if notification.attempts >= MAX_ATTEMPTS:
+                _write_off(
+                    notification,
+                    code="lost",
+                    error=f"gave up after {notification.attempts} attempts; "
+                    "the last one was lost with its worker",
+                )
+                return None
+
+        if notification.channel == Channel.SMS and not notification.sender:
+            notification.sender = settings.TWILIO_FROM_NUMBER
+        if _suppressed(notification):
+            notification.state = State.SUPPRESSED
+            notification.next_attempt_at = None
+            notification.save(update_fields=["state", "sender", "next_attempt_at"])
+            logger.info(
+                "outbox: notification id=%s suppressed channel=%s to=%s",
+                notification.pk,
+                notification.channel,
+                _masked(notification),
+            )
+            return None
+
+        notification.state = State.SENDING
+        notification.attempts += 1
+        notification.next_attempt_at = now + CLAIM_LEASE
+        notification.save(
+            update_fields=["state", "attempts", "next_attempt_at", "sender"]
+        )
+    return notification
+
+
+def _suppressed(notification: Notification) -> bool:
+    """A bounce stops all email to an address; an SMS opt-out, one sender.
+
+    An SMS suppression with no sender applies to every sender number.
+    """
+    if notification.channel == Channel.EMAIL:
+        return Suppression.objects.filter(
+            channel=Channel.EMAIL, address__iexact=notification.recipient, sender=""
+        ).exists()
+    return Suppression.objects.filter(
+        channel=Channel.SMS,
+        address=notification.recipient,
+        sender__in=[notification.sender, ""],
+    ).exists()
+
+
+def _send(notification: Notification):
+    if notification.channel == Channel.SMS:
+        return sms_send(
+            to=notification.recipient,
+            body=notification.body,
+            from_number=notification.sender,
+            notification_id=notification.pk,
+        )
+    return email_send(
+        to=notification.recipient,
+        subject=notification.subject,
+        body=notification.body,
+        from_email=notification.sender,
+        headers=notification.headers,
+    )
+
+
+def _record_failure(notification: Notification, exc: ProviderError) -> None:
+    if notification.attempts >= MAX_ATTEMPTS:
+        _record_undeliverable(
+            notification,
+            PermanentProviderError(
+                f"gave up after {notification.attempts} attempts: {exc.message}",
+                code=exc.code,
+            ),
+        )
+        return
+    retry_at = timezone.now() + retry_delay(attempts=notification.attempts)
+    _record(
+        notification,
+        state=State.FAILED,
+        last_error=exc.message,
+        last_error_code=exc.code,
+        next_attempt_at=retry_at,
+    )
+    logger.warning(
+        "outbox: notification id=%s failed channel=%s code=%s attempt=%s retry_at=%s",
+        notification.pk,
+        notification.channel,
+        exc.code,
+        notification.attempts,
+        retry_at.isoformat(),
+    )
+
+
+def _record_undeliverable(notification: Notification, exc: ProviderError) -> None:
+    with transaction.atomic():
+        recorded = _record(
+            notification,
+            state=State.UNDELIVERABLE,
+            last_error=exc.message,
+            last_error_code=exc.code,
+            next_attempt_at=None,
+        )
+        if recorded and notification.channel == Channel.SMS and exc.code == OPTED_OUT:
+            # The recipient texted STOP to this sender number; other numbers
+            # of ours may still write to them.
+            Suppression.objects.get_or_create(
+                channel=Channel.SMS,
+                address=notification.recipient,
+                sender=notification.sender,
+                defaults={"reason": f"Twilio {OPTED_OUT}: recipient opted out"},
+            )
+    logger.warning(
+        "outbox: notification id=%s undeliverable channel=%s code=%s attempt=%s to=%s",
+        notification.pk,
+        notification.channel,
+        exc.code,
+        notification.attempts,
+        _masked(notification),
+    )
+
+
+def _write_off(notification: Notification, *, code: str, error: str) -> None:
+    """Undeliverable, from inside a claim that already holds the lock."""
+    notification.state = State.UNDELIVERABLE
+    notification.last_error = error
+    notification.last_error_code = code
+    notification.next_attempt_at = None
+    notification.save(
+        update_fields=["state", "last_error", "last_error_code", "next_attempt_at"]
+    )
+    logger.warning(
+        "outbox: notification id=%s undeliverable code=%s attempt=%s",
+        notification.pk,
+        code,
+        notification.attempts,
+    )
+
+
+def _record(notification: Notification, **fields) -> bool:
+    """Write an outcome on a row we still hold; False if we lost it.
+
+    Only a row still "sending" is written: if our lease ran out and another
+    worker finished the row meanwhile, its outcome stands.
+    """
+    updated = Notification.objects.filter(
+        pk=notification.pk, state=State.SENDING
+    ).update(**fields)
+    if not updated:
+        logger.warning(
+            "outbox: notification id=%s changed hands before its outcome "
+            "(%s) was recorded",
+            notification.pk,
+            fields.get("state"),
+        )
+        return False
+    for name, value in fields.items():
+        setattr(notification, name, value)
+    return True
+
+
+def _masked(notification: Notification) -> str:
+    if notification.channel == Channel.SMS:
+        return mask_phone(notification.recipient)
+    return mask_email(notification.recipient)

@@ -1,0 +1,166 @@
+"""Twilio SMS through the official client.
+
+The only module that talks to the Messages API. It answers in our own
+types: `SmsResult` on success, `TransientProviderError` or
+`PermanentProviderError` (with Twilio's code) on failure.
+"""
+
+import functools
+import logging
+from dataclasses import dataclass
+
+import requests
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from twilio.base import values
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from afterhours.privacy import mask_phone
+
+from .errors import PermanentProviderError, ProviderError, TransientProviderError
+
+logger = logging.getLogger(__name__)
+# The library logs ten INFO lines per request (and query parameters, which
+# can hold phone numbers); only its warnings are wanted, unless LOGGING says
+# otherwise for this logger.
+http_logger = logging.getLogger(f"{__name__}.http")
+if http_logger.level == logging.NOTSET:
+    http_logger.setLevel(logging.WARNING)
+
+TWILIO_API_ORIGIN = "https://api.twilio.com"
+# The library's default is no timeout at all: one hung connection would hold
+# a worker thread for good.
+REQUEST_TIMEOUT_SECONDS = 10.0
+SMS_STATUS_CALLBACK_PATH = "/webhooks/twilio/sms-status/"
+
+INVALID_NUMBER = "21211"
+OPTED_OUT = "21610"
+NOT_MOBILE = "21614"
+# Codes after which this recipient cannot get an SMS from this sender as
+# things stand; sending again would only fail again.
+PERMANENT_CODES = frozenset({INVALID_NUMBER, OPTED_OUT, NOT_MOBILE})
+# Statuses that mean our own configuration is wrong (credentials, account
+# SID), not the message: kept retryable so fixing the setting lets the owed
+# messages go out instead of writing them all off.
+CONFIGURATION_STATUSES = frozenset({401, 403, 404})
+
+
+@dataclass(frozen=True)
+class SmsResult:
+    """What became of one send: Twilio's message SID, or only a log line."""
+
+    message_id: str
+    logged: bool = False
+
+
+class StandInHttpClient(TwilioHttpClient):
+    """The official HTTP client, pointed at a stand-in instead of Twilio.
+
+    Used when `TWILIO_API_BASE_URL` is set (tests, benchmarks). A URL that
+    is not on api.twilio.com (an edge or region from the environment) is
+    refused rather than let through to a real host.
+    """
+
+    def __init__(self, *, base_url: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.base_url = base_url.rstrip("/")
+
+    def request(self, method, url, *args, **kwargs):
+        if not url.startswith(TWILIO_API_ORIGIN + "/"):
+            raise ImproperlyConfigured(
+                f"TWILIO_API_BASE_URL is set but the client asked for {url!r}; "
+                "unset TWILIO_EDGE/TWILIO_REGION when using a stand-in"
+            )
+        url = self.base_url + url[len(TWILIO_API_ORIGIN) :]
+        return super().request(method, url, *args, **kwargs)
+
+
+@functools.lru_cache(maxsize=4)
+def _client(account_sid: str, auth_token: str, api_base_url: str) -> Client:
+    """One client (and its connection pool) per configuration."""
+    if api_base_url:
+        http_client = StandInHttpClient(
+            base_url=api_base_url,
+            timeout=REQUEST_TIMEOUT_SECONDS,
+            logger=http_logger,
+        )
+    else:
+        http_client = TwilioHttpClient(
+            timeout=REQUEST_TIMEOUT_SECONDS, logger=http_logger
+        )
+    return Client(account_sid, auth_token, http_client=http_client)
+
+
+def sms_configured() -> bool:
+    return bool(settings.TWILIO_ACCOUNT_SID and settings.TWILIO_AUTH_TOKEN)
+
+
+def sms_status_callback_url() -> str:
+    """Where Twilio reports delivery; empty when we have no public address."""
+    base = settings.PUBLIC_BASE_URL.rstrip("/")
+    return f"{base}{SMS_STATUS_CALLBACK_PATH}" if base else ""
+
+
+def sms_send(
+    *, to: str, body: str, from_number: str, notification_id: int | None = None
+) -> SmsResult:
+    """Hand one SMS to Twilio; raise our own error if it is not taken.
+
+    Without credentials or a sender number, log (masked) instead of sending
+    so a bare machine runs the whole product.
+    """
+    if not (sms_configured() and from_number):
+        logger.info(
+            "sms: no Twilio credentials or sender, logged instead of sent "
+            "notification=%s to=%s chars=%d",
+            notification_id,
+            mask_phone(to),
+            len(body),
+        )
+        return SmsResult(message_id="", logged=True)
+
+    client = _client(
+        settings.TWILIO_ACCOUNT_SID,
+        settings.TWILIO_AUTH_TOKEN,
+        settings.TWILIO_API_BASE_URL,
+    )
+    try:
+        message = client.messages.create(
+            to=to,
+            from_=from_number,
+            body=body,
+            status_callback=sms_status_callback_url() or values.unset,
+        )
+    except (TwilioRestException, TwilioServiceException) as exc:
+        raise _provider_error(exc) from exc
+    except requests.Timeout as exc:
+        # Limitation: after a read timeout Twilio may have taken the message;
+        # the Messages API has no idempotency key, so the retry can
+        # duplicate it. Rare, and a duplicate summary beats a missing one.
+        raise TransientProviderError(
+            "Twilio did not answer in time", code="timeout"
+        ) from exc
+    except requests.ConnectionError as exc:
+        raise TransientProviderError(
+            "could not connect to Twilio", code="connection"
+        ) from exc
+    return SmsResult(message_id=message.sid)
+
+
+def _provider_error(exc: TwilioRestException | TwilioServiceException) -> ProviderError:
+    status = int(exc.status or 0)
+    code = str(exc.code or status)
+    if isinstance(exc, TwilioServiceException):
+        text = exc.detail or exc.title
+    else:
+        text = exc.msg
+    text = f"Twilio {status} {code}: {text}"
+    if status == 429 or status >= 500:
+        return TransientProviderError(text, code=code)
+    if code in PERMANENT_CODES:
+        return PermanentProviderError(text, code=code)
+    if status in CONFIGURATION_STATUSES:
+        return TransientProviderError(text, code=code)
+    return PermanentProviderError(text, code=code)
