@@ -133,7 +133,7 @@ def calls_airtable_push_batch(*, call_ids: list[int]) -> None:
         return
 
     api = _api()
-    limiter = _limiter()
+    limiter = airtable_rate_limiter()
     for base_id, base_calls in by_base.items():
         for start in range(0, len(base_calls), BATCH_SIZE):
             _chunk_push(
@@ -195,7 +195,8 @@ def _api() -> Api:
     )
 
 
-def _limiter() -> RateLimiter:
+def airtable_rate_limiter() -> RateLimiter:
+    """The limiter every worker shares: Airtable requests per base."""
     return rate_limiter_for(
         name="airtable",
         limit=settings.AIRTABLE_REQUESTS_PER_SECOND,

@@ -49,7 +49,7 @@ class RateLimiter(Protocol):
         """
 
     def block(self, key: str, *, seconds: float) -> None:
-        """Refuse every slot for `key` for the next `seconds`."""
+        """Refuse every slot for `key` for the next `seconds` (<= 0 lifts it)."""
 
     def blocked_for(self, key: str) -> float:
         """Seconds the key stays blocked; 0.0 when it is not."""
@@ -120,7 +120,10 @@ class RedisRateLimiter:
 
     def block(self, key: str, *, seconds: float) -> None:
         # A later refusal restarts the wait, as the provider's own clock does.
-        self.client.set(self._keys(key)[1], "1", px=max(1, int(seconds * 1000)))
+        if seconds <= 0:
+            self.client.delete(self._keys(key)[1])
+        else:
+            self.client.set(self._keys(key)[1], "1", px=max(1, int(seconds * 1000)))
 
     def blocked_for(self, key: str) -> float:
         ms = self.client.pttl(self._keys(key)[1])
