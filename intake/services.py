@@ -154,7 +154,7 @@ def _process(inbound_email_id: int) -> IngestResult:
             return IngestResult()
         parsed = parse_email(bytes(inbound_email.raw))
         if inbound_email.status != InboundEmail.Status.PENDING:
-            return _result(inbound_email, parsed)
+            return _result(inbound_email)
 
         if parsed.malformed:
             _finish(inbound_email, InboundEmail.Status.REJECTED, parsed.malformed)
@@ -183,7 +183,7 @@ def _process(inbound_email_id: int) -> IngestResult:
                 parsed.automatic_why,
                 ticket.pk if ticket else None,
             )
-            return _result(inbound_email, parsed)
+            return _result(inbound_email)
 
         if ticket is not None:
             ticket = ticket_add_reply(
@@ -197,7 +197,7 @@ def _process(inbound_email_id: int) -> IngestResult:
                 parsed=parsed, inbound_email=inbound_email, received_at=received_at
             )
         _finish(inbound_email, InboundEmail.Status.PROCESSED, "", ticket)
-        return _result(inbound_email, parsed)
+        return _result(inbound_email)
 
 
 def _finish(inbound_email: InboundEmail, status: str, reason: str, ticket=None):
@@ -225,14 +225,18 @@ def _suppress_bounced(parsed: ParsedEmail, inbound_email: InboundEmail) -> None:
         )
 
 
-def _result(inbound_email: InboundEmail, parsed: ParsedEmail) -> IngestResult:
+def _result(inbound_email: InboundEmail) -> IngestResult:
     ticket = inbound_email.ticket
     if ticket is None:
         return IngestResult()
     from tickets.models import TicketMessage
 
-    messages = ticket.messages.order_by("created_at", "id")
-    first_inbound = messages.filter(direction=TicketMessage.Direction.INBOUND).first()
+    # By row id, not date: a replayed message may carry any Date.
+    first_inbound = (
+        ticket.messages.filter(direction=TicketMessage.Direction.INBOUND)
+        .order_by("id")
+        .first()
+    )
     is_new = first_inbound is not None and first_inbound.inbound_email_id == (
         inbound_email.pk
     )

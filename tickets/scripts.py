@@ -1,8 +1,9 @@
 """The words we send customers, from the field guide's support scripts.
 
 The P0/P1 acknowledgement is the field guide's own script; the P2 one is
-written in the same voice. Every text here avoids the never-say list and
-absolutes ("never", "guaranteed"): it states what we do next and when.
+written in the same voice. Every text here passes the never-say check
+(`tickets.guardrail.check_outgoing`): it states what we do next and when,
+with no absolutes such as "never" or "guaranteed".
 """
 
 ACKNOWLEDGEMENT = {
@@ -69,14 +70,3 @@ SIGN_OFF = "{team}"
 P0_PAGE = "afterhours P0 {reference}: {business}, {component}. Acknowledge by {due}."
 P0_PAGE_UNKNOWN_BUSINESS = "business not matched yet"
 P0_PAGE_UNKNOWN_COMPONENT = "component unknown"
-
-# The field guide's "What to never say", plus its overcommitment rule against
-# absolutes. Checked on every automatic text we compose.
-NEVER_SAY = (
-    "it's definitely fixed",
-    "no idea what happened",
-    "we didn't get your call",
-    "this can't happen",
-    "we'll make sure it never happens again",
-)
-ABSOLUTES = ("never", "guaranteed", "definitely")
