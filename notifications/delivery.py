@@ -45,6 +45,11 @@ BACKOFF_CAP_SECONDS = 30 * 60
 # failed); the sweep hands the row out again. Far longer than one provider
 # call with its timeout.
 CLAIM_LEASE = timedelta(minutes=5)
+# Limitation: a worker killed after the provider took a message but before
+# the outcome was written leaves the row "sending"; when the lease ends the
+# row is sent again (at least once, not exactly once). Twilio's Messages API
+# has no idempotency key; looking the message up in Twilio's message list
+# before a re-send would close that gap and is not done yet.
 # A pending row whose queued task has not claimed it by then lost its task
 # (broker down at commit time).
 PENDING_STUCK_AFTER = timedelta(minutes=3)
@@ -88,25 +93,25 @@ def notification_deliver(*, notification_id: int) -> None:
         _record_failure(notification, ProviderError(repr(exc), code="error"))
         raise
 
-    now = timezone.now()
     if result.logged:
-        _record(notification, state=State.LOGGED, next_attempt_at=None)
-        logger.info("outbox: notification id=%s logged, not sent", notification.pk)
+        if _record(notification, state=State.LOGGED, next_attempt_at=None):
+            logger.info("outbox: notification id=%s logged, not sent", notification.pk)
         return
-    _record(
+    recorded = _record(
         notification,
         state=State.SENT,
         provider_message_id=result.message_id,
-        sent_at=now,
+        sent_at=timezone.now(),
         next_attempt_at=None,
     )
-    logger.info(
-        "outbox: notification id=%s sent channel=%s provider_id=%s attempt=%s",
-        notification.pk,
-        notification.channel,
-        result.message_id,
-        notification.attempts,
-    )
+    if recorded:
+        logger.info(
+            "outbox: notification id=%s sent channel=%s provider_id=%s attempt=%s",
+            notification.pk,
+            notification.channel,
+            result.message_id,
+            notification.attempts,
+        )
 
 
 def outbox_due_ids(*, now: datetime | None = None, limit: int = 500) -> list[int]:
@@ -226,13 +231,15 @@ def _record_failure(notification: Notification, exc: ProviderError) -> None:
         )
         return
     retry_at = timezone.now() + retry_delay(attempts=notification.attempts)
-    _record(
+    recorded = _record(
         notification,
         state=State.FAILED,
         last_error=exc.message,
         last_error_code=exc.code,
         next_attempt_at=retry_at,
     )
+    if not recorded:
+        return
     logger.warning(
         "outbox: notification id=%s failed channel=%s code=%s attempt=%s retry_at=%s",
         notification.pk,
@@ -261,6 +268,8 @@ def _record_undeliverable(notification: Notification, exc: ProviderError) -> Non
                 sender=notification.sender,
                 defaults={"reason": f"Twilio {OPTED_OUT}: recipient opted out"},
             )
+    if not recorded:
+        return
     logger.warning(
         "outbox: notification id=%s undeliverable channel=%s code=%s attempt=%s to=%s",
         notification.pk,
