@@ -13,7 +13,7 @@ from one shared limiter (intake.ratelimit) before each request.
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -336,7 +336,9 @@ def _calls_defer(
     Call.objects.filter(pk__in=[call.pk for call in calls]).update(**changes)
 
 
-def _calls_fail(*, calls: Sequence[Call], error: str, retry_in) -> None:
+def _calls_fail(
+    *, calls: Sequence[Call], error: str, retry_in: Callable[[int], float]
+) -> None:
     now = timezone.now()
     for call in calls:
         attempts = call.airtable_attempts + 1

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from functools import cache
 from typing import Protocol
 
@@ -56,7 +57,11 @@ class RateLimiter(Protocol):
 
 
 def rate_limit_acquire(
-    limiter: RateLimiter, *, key: str, max_wait: float, sleep=time.sleep
+    limiter: RateLimiter,
+    *,
+    key: str,
+    max_wait: float,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Wait for a slot on `key`, at most `max_wait` seconds.
 

@@ -31,6 +31,14 @@ from intake.airtable import (
     calls_airtable_sweep,
 )
 from intake.models import Call
+from intake.ratelimit import (
+    LocalRateLimiter,
+    RateLimitBlocked,
+    RateLimitBusy,
+    RedisRateLimiter,
+    rate_limit_acquire,
+    rate_limiter_for,
+)
 from standins.airtable import AirtableStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -486,3 +494,76 @@ def test_pushing_more_than_ten_calls_in_one_batch_splits_requests(airtable, harb
 
     assert [r.records for r in airtable.requests(harbor.airtable_base_id)] == [10, 2]
     assert len(airtable.records(harbor.airtable_base_id, TABLE)) == 12
+
+
+# --- the limiter without Redis (local mode) -------------------------------
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_local_limiter_gives_five_slots_per_window_then_says_how_long_to_wait():
+    clock = FakeClock()
+    limiter = LocalRateLimiter(name="airtable", limit=5, period=1.2, clock=clock)
+
+    assert [limiter.try_acquire("appA") for _ in range(5)] == [0.0] * 5
+    assert limiter.try_acquire("appA") == pytest.approx(1.2)
+    assert limiter.try_acquire("appB") == 0.0, "each base has its own window"
+    clock.now += 1.2
+    assert limiter.try_acquire("appA") == 0.0
+
+
+def test_local_limiter_block_refuses_every_slot_until_it_ends():
+    clock = FakeClock()
+    limiter = LocalRateLimiter(name="airtable", limit=5, period=1.2, clock=clock)
+
+    limiter.block("appA", seconds=30)
+
+    with pytest.raises(RateLimitBlocked) as blocked:
+        limiter.try_acquire("appA")
+    assert blocked.value.retry_after == pytest.approx(30)
+    clock.now += 30
+    assert limiter.try_acquire("appA") == 0.0
+
+
+def test_acquire_waits_for_a_slot_but_never_longer_than_allowed():
+    clock = FakeClock()
+    limiter = LocalRateLimiter(name="airtable", limit=1, period=1.0, clock=clock)
+    slept = []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        clock.now += seconds
+
+    rate_limit_acquire(limiter, key="appA", max_wait=5, sleep=sleep)
+    rate_limit_acquire(limiter, key="appA", max_wait=5, sleep=sleep)
+    assert slept == [pytest.approx(1.0)]
+    with pytest.raises(RateLimitBusy):
+        rate_limit_acquire(limiter, key="appA", max_wait=0.5, sleep=sleep)
+
+
+def test_limiter_is_kept_in_process_when_the_broker_is_not_redis(settings):
+    settings.CELERY_BROKER_URL = "filesystem://"
+
+    limiter = rate_limiter_for(name="airtable", limit=5, period=1.2)
+
+    assert isinstance(limiter, LocalRateLimiter)
+
+
+def test_limiter_lives_in_redis_under_the_run_key_prefix(settings):
+    limiter = rate_limiter_for(name="airtable", limit=5, period=1.2)
+    key = f"app{uuid.uuid4().hex[:14]}"
+
+    limiter.block(key, seconds=5)
+
+    assert isinstance(limiter, RedisRateLimiter)
+    prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"]
+    assert limiter.client.exists(f"{prefix}ratelimit:airtable:{key}:blocked")
+    assert 0 < limiter.blocked_for(key) <= 5
+    limiter.block(key, seconds=0)
+    assert limiter.blocked_for(key) == 0.0
