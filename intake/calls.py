@@ -39,6 +39,7 @@ STATUS_ALIASES = {"initiated": Status.QUEUED, "answered": Status.IN_PROGRESS}
 # A pending inbox row older than this lost its task (broker down when the
 # webhook committed); the sweep queues it again.
 EVENT_STUCK_AFTER = timedelta(minutes=2)
+MAX_EVENT_ATTEMPTS = 5
 # How long the call's own sync task gets before the Airtable sweep pushes a
 # changed call itself.
 AIRTABLE_RESYNC_GRACE = timedelta(seconds=60)
@@ -163,20 +164,24 @@ def call_status_event_parse(*, payload: dict, received_at: datetime) -> CallStat
 def call_event_record(*, webhook_event_id: int) -> Call | None:
     """Process one stored voice callback; safe to run any number of times.
 
-    Locks the inbox row (select_for_update) and then the call row, so two
+    The attempt is counted in its own short transaction first, so a callback
+    that keeps failing (a bug, not a readable fault) is written off after
+    MAX_EVENT_ATTEMPTS instead of being queued by the sweep for ever. Then
+    the inbox row and the call row are locked (select_for_update), so two
     callbacks of one call are applied one after the other. An event already
     processed returns None. The Airtable sync is queued on commit when the
     call changed.
     """
     from .tasks import call_airtable_sync
 
+    if not _event_attempt_begin(webhook_event_id=webhook_event_id):
+        return None
     with transaction.atomic():
         event = (
             WebhookEvent.objects.select_for_update().filter(pk=webhook_event_id).first()
         )
         if event is None or event.status != WebhookEvent.Status.PENDING:
             return None
-        event.attempts += 1
         event.processed_at = timezone.now()
         try:
             parsed = call_status_event_parse(
@@ -185,9 +190,7 @@ def call_event_record(*, webhook_event_id: int) -> Call | None:
         except CallEventInvalid as exc:
             event.status = WebhookEvent.Status.FAILED
             event.last_error = str(exc)
-            event.save(
-                update_fields=["status", "last_error", "attempts", "processed_at"]
-            )
+            event.save(update_fields=["status", "last_error", "processed_at"])
             logger.warning(
                 "calls: voice callback id=%s event=%s unreadable: %s",
                 event.pk,
@@ -202,11 +205,38 @@ def call_event_record(*, webhook_event_id: int) -> Call | None:
             if result.changed
             else WebhookEvent.Status.IGNORED
         )
-        event.save(update_fields=["status", "attempts", "processed_at"])
+        event.save(update_fields=["status", "processed_at"])
         if result.changed:
             call_id = result.call.pk
             transaction.on_commit(lambda: call_airtable_sync.delay(call_id))
     return result.call
+
+
+def _event_attempt_begin(*, webhook_event_id: int) -> bool:
+    """Count one processing attempt; False when there is nothing to do."""
+    with transaction.atomic():
+        event = (
+            WebhookEvent.objects.select_for_update().filter(pk=webhook_event_id).first()
+        )
+        if event is None or event.status != WebhookEvent.Status.PENDING:
+            return False
+        if event.attempts >= MAX_EVENT_ATTEMPTS:
+            event.status = WebhookEvent.Status.FAILED
+            event.last_error = (
+                f"gave up after {event.attempts} attempts (see the worker log)"
+            )
+            event.processed_at = timezone.now()
+            event.save(update_fields=["status", "last_error", "processed_at"])
+            logger.error(
+                "calls: voice callback id=%s event=%s failed %s times, set aside",
+                event.pk,
+                event.event_id,
+                event.attempts,
+            )
+            return False
+        event.attempts += 1
+        event.save(update_fields=["attempts"])
+    return True
 
 
 def call_upsert_from_status(*, event: CallStatusEvent) -> CallUpsertResult:

@@ -4,6 +4,7 @@ import logging
 from datetime import timedelta
 from urllib.parse import parse_qsl
 
+import pytest
 from django.utils import timezone
 
 from accounts.models import OnCallContact
@@ -201,3 +202,27 @@ def test_a_callback_whose_task_was_lost_is_found_by_the_sweep(businesses):
     assert call_events_stuck_ids() == [stale.pk]
     call_event_record(webhook_event_id=stale.pk)
     assert call_events_stuck_ids() == []
+
+
+def test_a_callback_that_keeps_failing_is_set_aside_after_its_attempts(
+    businesses, monkeypatch
+):
+    """A bug, not a readable fault: tried a few times, then kept as failed."""
+    from intake import calls
+
+    def broken(**kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(calls, "call_upsert_from_status", broken)
+    event, _ = call_status_event_store(payload=case("completed"))
+
+    for _ in range(calls.MAX_EVENT_ATTEMPTS):
+        with pytest.raises(RuntimeError):
+            call_event_record(webhook_event_id=event.pk)
+    assert call_event_record(webhook_event_id=event.pk) is None
+
+    event.refresh_from_db()
+    assert event.status == WebhookEvent.Status.FAILED
+    assert event.attempts == calls.MAX_EVENT_ATTEMPTS
+    assert "gave up" in event.last_error
+    assert call_events_stuck_ids(now=timezone.now() + timedelta(hours=1)) == []

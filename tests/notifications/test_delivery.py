@@ -156,6 +156,17 @@ def test_a_timeout_is_transient(twilio, monkeypatch):
 
 
 @pytest.mark.django_db
+@override_settings(TWILIO_AUTH_TOKEN="not_our_token_00000000000000000")
+def test_rejected_credentials_stay_retryable_for_an_operator_to_fix(twilio):
+    """Twilio's 401 is our configuration, not the message: not written off."""
+    notification = deliver(sms())
+
+    assert twilio.requests[0].status == 401
+    assert notification.state == State.FAILED
+    assert notification.last_error_code == "20003"
+
+
+@pytest.mark.django_db
 def test_nothing_listening_is_transient():
     """The test settings point Twilio at a closed loopback port."""
     notification = deliver(sms())
