@@ -124,6 +124,10 @@ def parse_email(raw: bytes) -> ParsedEmail:
         if "\r" in value or "\n" in value:
             problems.append(f"header {name} contains a line break after decoding")
             value = re.sub(r"[\r\n]+", " ", value)
+        if "\x00" in value:
+            # PostgreSQL text cannot hold NUL; no real header carries one.
+            problems.append(f"header {name} contains a NUL character")
+            value = value.replace("\x00", "")
         headers[name] = value.strip()
 
     found_ids = MESSAGE_ID_RE.findall(headers["Message-ID"])
@@ -189,8 +193,10 @@ def _address(message: EmailMessage, name: str, headers: dict) -> tuple[str, str]
         addresses = ()
     for address in addresses:
         if isinstance(address, Address) and address.addr_spec:
-            display = re.sub(r"[\r\n]+", " ", address.display_name or "")
-            return display.strip(), address.addr_spec.strip().lower()
+            display = re.sub(r"[\r\n\x00]+", " ", address.display_name or "")
+            return display.strip(), address.addr_spec.strip().lower().replace(
+                "\x00", ""
+            )
     display, addr = parseaddr(headers.get(name, ""))
     return display.strip(), addr.strip().lower()
 
@@ -222,7 +228,8 @@ def _text_parts(message: EmailMessage):
 def _part_text(part: EmailMessage) -> str:
     payload = part.get_payload(decode=True) or b""
     text = decode_text(payload, part.get_content_charset())
-    return re.sub(r"\r\n|\r", "\n", text)
+    # NUL cannot be stored in PostgreSQL text and means nothing in mail.
+    return re.sub(r"\r\n|\r", "\n", text).replace("\x00", "")
 
 
 def _body_text(message: EmailMessage) -> str:
@@ -262,7 +269,7 @@ def _attachments(message: EmailMessage) -> list[Attachment]:
             content = payload[0].as_bytes() if payload else b""
         else:
             content = part.get_payload(decode=True) or b""
-        name = re.sub(r"[\r\n/\\]+", " ", filename or "attachment").strip()
+        name = re.sub(r"[\r\n\x00/\\]+", " ", filename or "attachment").strip()
         found.append(Attachment(name or "attachment", part.get_content_type(), content))
     return found
 

@@ -65,13 +65,14 @@ class FirstReply:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {
+        headers = {
             "Message-ID": self.message_id,
             "In-Reply-To": self.in_reply_to,
             "References": self.references,
             # RFC 3834: tells other autoresponders not to answer us.
             "Auto-Submitted": "auto-replied",
         }
+        return {name: value for name, value in headers.items() if value}
 
 
 # --- Threading ---------------------------------------------------------------
@@ -306,7 +307,9 @@ def first_reply_compose(*, ticket: Ticket, message: TicketMessage) -> FirstReply
     """The acknowledgement for the ticket's priority and the missing facts."""
     zone = _display_zone(ticket)
     next_update = _render_time(ticket.next_update_due, zone, ticket.received_at)
-    name = (ticket.requester_name or "").split(" ")[0].strip('"')
+    # The whole display name: shared mailboxes ("Front Desk") read wrong
+    # when cut to a first name.
+    name = (ticket.requester_name or "").strip().strip('"')
     paragraphs = [
         scripts.GREETING.format(name=name) if name else scripts.GREETING_NO_NAME,
         scripts.ACKNOWLEDGEMENT[ticket.priority].format(time=next_update),

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from email import policy
 from email.parser import BytesParser
 
@@ -362,3 +363,42 @@ def test_sendgrid_batch_with_a_malformed_message_processes_each_once(businesses,
             assert post_sendgrid(post, fields).status_code == 200
 
     assert_batch_outcome()
+
+
+def test_mailgun_raw_mime_post_keeps_the_message_bytes(businesses, post):
+    """Mailgun's raw-MIME route: the stored message is the one sent."""
+    raw = fixture_path("mime", "win1252-folded-subject.eml").read_bytes()
+    form = mailgun_form(raw)
+    del form["message-headers"], form["body-plain"]
+    form["body-mime"] = raw.decode("ascii")
+
+    response = post("mailgun", data=form)
+
+    assert response.status_code == 200
+    assert bytes(InboundEmail.objects.get().raw) == raw
+    ticket = Ticket.objects.get()
+    assert ticket.subject == "Lignes coupées – Café Nord [urgent]"
+    assert "“All lines dead”" in ticket.messages.get(direction="in").body
+
+
+def test_postmark_attachment_becomes_a_ticket_attachment(businesses, post):
+    eml = fixture_path("mime", "attachment-only.eml").read_text()
+    content = re.search(r"^JVBER\S+$", eml, re.M).group(0)
+    data = json.loads(postmark_json())
+    data["Attachments"] = [
+        {
+            "Name": "outage.pdf",
+            "Content": content,
+            "ContentType": "application/pdf",
+            "ContentLength": 54,
+        }
+    ]
+
+    response = post("postmark", data=json.dumps(data), content_type="application/json")
+
+    assert response.status_code == 200
+    message = Ticket.objects.get().messages.get(direction="in")
+    attachment = message.attachments.get()
+    assert attachment.filename == "outage.pdf"
+    with attachment.file.open("rb") as handle:
+        assert handle.read().startswith(b"%PDF-1.4")

@@ -174,6 +174,21 @@ def test_line_break_inside_a_decoded_header_is_rejected_with_its_reason(db):
     assert not Notification.objects.exists()
 
 
+def test_nul_characters_never_reach_the_database_as_text(db):
+    """PostgreSQL text refuses NUL: such mail is kept, set aside, not a 500."""
+    raw = make_email(
+        headers="Message-ID: <nul@mail.example>\r\n", body="Line\x00 quiet."
+    ).replace(b"Subject: Help", b"Subject: He\x00lp")
+
+    inbound_email, _ = inbound_email_store(raw=raw, esp="mailgun")
+
+    inbound_email.refresh_from_db()
+    assert inbound_email.status == InboundEmail.Status.REJECTED
+    assert "NUL" in inbound_email.reason
+    assert inbound_email.subject == "Help"
+    assert parse_email(raw).text == "Line quiet."
+
+
 def test_processing_twice_changes_nothing(businesses):
     raw = make_email(headers="Message-ID: <twice@mail.example>\r\n")
     inbound_email, _ = inbound_email_store(raw=raw, esp="postmark")
