@@ -97,6 +97,8 @@ def calls_airtable_push_batch(*, call_ids: list[int]) -> None:
     if not call_ids:
         return
     if not settings.AIRTABLE_API_KEY:
+        # Limitation: calls skipped while no key was set are not backfilled
+        # once one is; the sweep only takes pending and failed calls.
         skipped = Call.objects.filter(pk__in=call_ids).update(
             airtable_state=Call.SyncState.SKIPPED,
             airtable_next_attempt_at=None,
