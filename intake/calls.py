@@ -90,13 +90,13 @@ def call_status_event_id(*, payload: dict) -> str:
     A callback without a sequence number (not a call-progress event) is
     keyed on its status instead, so each status is still taken once.
     """
-    call_sid = (payload.get("CallSid") or "").strip()
+    call_sid = _value(payload, "CallSid")
     if not call_sid:
         raise CallEventInvalid("no CallSid")
-    sequence = (payload.get("SequenceNumber") or "").strip()
+    sequence = _value(payload, "SequenceNumber")
     if sequence:
         return f"{call_sid}:{sequence}"
-    return f"{call_sid}:status-{payload.get('CallStatus', '')}"
+    return f"{call_sid}:status-{_value(payload, 'CallStatus')}"
 
 
 def call_status_event_store(*, payload: dict) -> tuple[WebhookEvent, bool]:
@@ -136,27 +136,25 @@ def call_status_event_store(*, payload: dict) -> tuple[WebhookEvent, bool]:
 
 def call_status_event_parse(*, payload: dict, received_at: datetime) -> CallStatusEvent:
     """Read a stored voice callback; raise CallEventInvalid if it is not one."""
-    call_sid = (payload.get("CallSid") or "").strip()
+    call_sid = _value(payload, "CallSid")
     if not call_sid:
         raise CallEventInvalid("no CallSid")
-    raw_status = (payload.get("CallStatus") or "").strip().lower()
+    raw_status = _value(payload, "CallStatus").lower()
     status = STATUS_ALIASES.get(raw_status, raw_status)
     if status not in Status.values:
         raise CallEventInvalid(f"unknown CallStatus {raw_status!r}")
     try:
-        sequence = (
-            int(payload["SequenceNumber"]) if payload.get("SequenceNumber") else None
-        )
-        duration = int(payload["CallDuration"]) if payload.get("CallDuration") else None
+        sequence = _number(payload, "SequenceNumber")
+        duration = _number(payload, "CallDuration")
     except ValueError as exc:
         raise CallEventInvalid(f"not a number: {exc}") from exc
     return CallStatusEvent(
         call_sid=call_sid,
         status=status,
         sequence=sequence,
-        dialled_number=(payload.get("To") or "")[:20],
-        caller_number=(payload.get("From") or "")[:20],
-        occurred_at=_timestamp(payload.get("Timestamp")) or received_at,
+        dialled_number=_value(payload, "To")[:20],
+        caller_number=_value(payload, "From")[:20],
+        occurred_at=_timestamp(_value(payload, "Timestamp")) or received_at,
         duration_seconds=duration,
     )
 
@@ -431,6 +429,25 @@ def _apply(call: Call, event: CallStatusEvent) -> None:
             if event.terminal and event.duration_seconds
             else 0
         )
+
+
+def _value(payload: dict, key: str) -> str:
+    """One parameter as text; the first of a repeated one."""
+    value = payload.get(key)
+    if isinstance(value, list):
+        value = value[0] if value else ""
+    return str(value or "").strip()
+
+
+def _number(payload: dict, key: str) -> int | None:
+    """A counter or a duration: a whole number that fits our columns."""
+    value = _value(payload, key)
+    if not value:
+        return None
+    number = int(value)
+    if not 0 <= number < 2**31:
+        raise ValueError(f"{key}={value!r} out of range")
+    return number
 
 
 def _timestamp(value: str | None) -> datetime | None:

@@ -226,3 +226,36 @@ def test_a_callback_that_keeps_failing_is_set_aside_after_its_attempts(
     assert event.attempts == calls.MAX_EVENT_ATTEMPTS
     assert "gave up" in event.last_error
     assert call_events_stuck_ids(now=timezone.now() + timedelta(hours=1)) == []
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"SequenceNumber": "three"},
+        {"CallDuration": "-5"},
+        {"SequenceNumber": str(2**40)},
+        {"CallSid": ""},
+    ],
+)
+def test_a_callback_with_impossible_values_is_set_aside_not_applied(
+    businesses, changes
+):
+    event = WebhookEvent.objects.create(
+        provider="twilio",
+        kind="voice_status",
+        event_id="odd",
+        payload=case("completed", **changes),
+    )
+
+    call_event_record(webhook_event_id=event.pk)
+
+    event.refresh_from_db()
+    assert event.status == WebhookEvent.Status.FAILED
+    assert event.last_error
+    assert not Call.objects.exists()
+
+
+def test_a_repeated_parameter_is_read_as_its_first_value(businesses):
+    deliver({**case("completed"), "CallStatus": ["completed", "ringing"]})
+
+    assert Call.objects.get().status == "completed"
