@@ -402,3 +402,22 @@ def test_postmark_attachment_becomes_a_ticket_attachment(businesses, post):
     assert attachment.filename == "outage.pdf"
     with attachment.file.open("rb") as handle:
         assert handle.read().startswith(b"%PDF-1.4")
+
+
+@pytest.mark.parametrize("esp", ["mailgun", "postmark"])
+def test_rebuilt_message_without_message_id_is_still_stored_once(businesses, post, esp):
+    """Parsed posts are rebuilt with new MIME boundaries each time; a retry
+    of a message with no Message-ID must still be recognised."""
+    raw = T01.replace(b"Message-ID: <t01.20261204@mail.example>\n", b"")
+    for _ in range(2):
+        if esp == "mailgun":
+            response = post("mailgun", data=mailgun_form(raw))
+        else:
+            response = post(
+                "postmark", data=postmark_json(raw), content_type="application/json"
+            )
+        assert response.status_code == 200
+
+    inbound_email = InboundEmail.objects.get()
+    assert inbound_email.message_id.endswith("@no-message-id.invalid>")
+    assert Ticket.objects.count() == 1

@@ -237,3 +237,29 @@ def test_mail_from_our_own_support_address_opens_nothing(businesses):
     assert result.ticket is None
     assert not Ticket.objects.exists()
     assert not Notification.objects.exists()
+
+
+def test_a_reply_that_shows_an_outage_raises_priority_and_pages(businesses):
+    ingest_case("T02.eml")
+    ticket = Ticket.objects.get()
+    assert ticket.priority == "P2"
+
+    ingest_raw(
+        make_email(
+            sender="Front Desk <frontdesk@cedarridgevet.example>",
+            subject="Re: Summary formatting looks off",
+            body=(
+                "Update: since 9 PM tonight we get no texts and no call "
+                "summaries at all. Our on-call has not been paged."
+            ),
+            extra=f"In-Reply-To: {first_reply(ticket).headers['Message-ID']}\r\n",
+        ),
+        received_at=dt.datetime(2026, 12, 10, 4, 0, tzinfo=dt.UTC),
+    )
+
+    ticket.refresh_from_db()
+    assert ticket.priority == "P0"
+    assert ticket.events.filter(kind="triaged", detail__startswith="raised").exists()
+    assert Notification.objects.filter(reason="p0_page", ticket=ticket).count() == 2
+    assert Notification.objects.filter(reason="first_reply").count() == 1
+    assert ticket.next_update_due <= dt.datetime(2026, 12, 10, 4, 30, tzinfo=dt.UTC)
