@@ -152,6 +152,10 @@ def parse_email(raw: bytes) -> ParsedEmail:
         parsed.text = _body_text(message)
         parsed.attachments = _attachments(message)
         parsed.bounced_addresses = _bounced_addresses(message)
+        returned = _returned_message_id(message)
+        if returned and returned not in parsed.references:
+            # A bounce names no thread itself; the message it returns does.
+            parsed.references.append(returned)
     except (MessageError, ValueError, TypeError, LookupError, AssertionError) as exc:
         problems.append(f"body could not be read: {exc}")
 
@@ -291,6 +295,29 @@ def _bounced_addresses(message: EmailMessage) -> list[str]:
             if "@" in address and address not in addresses:
                 addresses.append(address)
     return addresses
+
+
+def _returned_message_id(message: EmailMessage) -> str:
+    """The Message-ID of the message a delivery report returns, if shown."""
+    if message.get_content_type() != "multipart/report":
+        return ""
+    for part in message.walk():
+        content_type = part.get_content_type()
+        if content_type == "message/rfc822":
+            payload = part.get_payload()
+            returned = payload[0] if payload else None
+            value = str(returned.get("Message-ID", "")) if returned else ""
+        elif content_type == "text/rfc822-headers":
+            headers = BytesParser(policy=policy.default).parsebytes(
+                part.get_payload(decode=True) or b"", headersonly=True
+            )
+            value = str(headers.get("Message-ID", ""))
+        else:
+            continue
+        found = MESSAGE_ID_RE.findall(value)
+        if found:
+            return found[0]
+    return ""
 
 
 def _automatic_why(message: EmailMessage, parsed: ParsedEmail) -> str:

@@ -53,6 +53,9 @@ def inbound_email_store(
     cannot be read safely is stored as rejected with its reason, for an
     agent. Returns (row, created).
     """
+    # Limitation: a different message reusing a Message-ID (a broken mailer)
+    # is taken for a retry of the first and not stored; RFC 5322 makes the
+    # id unique, and ESP retries depend on that.
     parsed = parse_email(raw)
     status = InboundEmail.Status.PENDING
     if parsed.malformed:
@@ -90,6 +93,8 @@ def inbound_email_store_unreadable(
     Without a Message-ID the row is keyed on a hash of the body.
     """
     if not message_id:
+        # Limitation: keyed on the whole body, so a retry that the ESP posts
+        # with a new form boundary is stored a second time (both rejected).
         digest = hashlib.sha256(body).hexdigest()[:40]
         message_id = f"<{digest}@no-message-id.invalid>"
     inbound_email, created = InboundEmail.objects.get_or_create(

@@ -85,6 +85,9 @@ def ticket_find_for_email(*, parsed: ParsedEmail) -> Ticket | None:
     the subject tag counts only when the sender belongs to that ticket's
     business or is its requester, since anyone can type a reference.
     """
+    # Limitation: a reply processed before the message it answers (tasks
+    # run out of order) finds no known Message-ID and opens its own ticket;
+    # an agent merges them.
     ids = parsed.thread_ids
     if ids:
         known = {
@@ -368,6 +371,8 @@ def first_reply_queue(*, ticket: Ticket, message: TicketMessage) -> Notification
         )
         return None
     now = timezone.now()
+    # Limitation: the count is not locked, so messages from one sender
+    # processed at the same instant by two workers can pass the cap by one.
     recent = Notification.objects.filter(
         channel=Notification.Channel.EMAIL,
         reason=Notification.Reason.FIRST_REPLY,

@@ -174,3 +174,29 @@ def test_attachment_only_first_reply_asks_for_all_five_facts(businesses):
     body = first_replies().get().body
     for question in scripts.MISSING_FACT_QUESTIONS.values():
         assert question in body
+
+
+def test_bounce_of_our_first_reply_is_noted_on_its_ticket(businesses):
+    """The DSN returns our reply's headers; the failed address is marked and
+    the agent sees the bounce on the ticket, with no reply to it."""
+    t02 = ingest("triage", "T02.eml")
+    ours = first_replies().get().headers["Message-ID"]
+    dsn = fixture_path("mime", "bounce-dsn.eml").read_text()
+    dsn = dsn.replace(
+        "--b1--",
+        "--b1\nContent-Type: text/rfc822-headers\n\n"
+        f"From: support@afterhours.example\nMessage-ID: {ours}\n"
+        "Subject: Re: Summary formatting looks off\n\n--b1--",
+    )
+    from intake.services import inbound_email_process, inbound_email_store
+
+    inbound_email, _ = inbound_email_store(raw=dsn.encode(), esp="test")
+    result = inbound_email_process(inbound_email_id=inbound_email.pk)
+
+    assert result.ticket == t02["ticket"]
+    assert Ticket.objects.count() == 1
+    assert first_replies().count() == 1
+    assert TicketMessage.objects.filter(direction="note").count() == 1
+    assert Suppression.objects.filter(
+        address="oncall-old@cedarridgevet.example"
+    ).exists()
