@@ -667,7 +667,7 @@ def _start_time_question(ticket: Ticket, zone: ZoneInfo) -> str:
         naive = date_parser.parse(
             text, fuzzy=True, default=local_received.replace(second=0, microsecond=0)
         ).replace(tzinfo=None)
-    except (ValueError, OverflowError):
+    except (ValueError, OverflowError, TypeError):
         return scripts.STARTED_AT_UNREADABLE.format(text=text)
     first = naive.replace(tzinfo=zone, fold=0)
     second = naive.replace(tzinfo=zone, fold=1)
