@@ -13,6 +13,7 @@ a restarted worker, beat or broker loses nothing.
 
 import logging
 import random
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -29,7 +30,7 @@ from .providers.errors import (
     ProviderError,
     TransientProviderError,
 )
-from .providers.twilio_sms import OPTED_OUT, sms_send
+from .providers.twilio_sms import OPTED_OUT, SmsResult, sms_find_sent, sms_send
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +46,12 @@ BACKOFF_CAP_SECONDS = 30 * 60
 # failed); the sweep hands the row out again. Far longer than one provider
 # call with its timeout.
 CLAIM_LEASE = timedelta(minutes=5)
-# Limitation: a worker killed after the provider took a message but before
-# the outcome was written leaves the row "sending"; when the lease ends the
-# row is sent again (at least once, not exactly once). Twilio's Messages API
-# has no idempotency key; looking the message up in Twilio's message list
-# before a re-send would close that gap and is not done yet.
+# A worker killed after the provider took a message but before the outcome
+# was written leaves the row "sending". When the lease ends, Twilio's recent
+# messages to that number are checked for the same body before sending again
+# (the Messages API has no idempotency key). Twilio's clock and ours may
+# differ by this much.
+CLOCK_MARGIN = timedelta(minutes=1)
 # A pending row whose queued task has not claimed it by then lost its task
 # (broker down at commit time).
 PENDING_STUCK_AFTER = timedelta(minutes=3)
@@ -74,12 +76,16 @@ def notification_deliver(*, notification_id: int) -> None:
     errors are recorded on the row, not raised: a transient one sets
     `next_attempt_at` for the sweep, a permanent one writes the row off.
     """
-    notification = _claim(notification_id=notification_id)
-    if notification is None:
+    claim = _claim(notification_id=notification_id)
+    if claim is None:
         return
+    notification = claim.notification
 
     try:
-        result = _send(notification)
+        result = None
+        if claim.lost_since is not None:
+            result = _sent_before(notification, since=claim.lost_since)
+        result = result or _send(notification)
     except PermanentProviderError as exc:
         _record_undeliverable(notification, exc)
         return
@@ -130,7 +136,14 @@ def outbox_due_ids(*, now: datetime | None = None, limit: int = 500) -> list[int
     return list(rows.values_list("pk", flat=True)[:limit])
 
 
-def _claim(*, notification_id: int) -> Notification | None:
+@dataclass(frozen=True)
+class _Claim:
+    notification: Notification
+    # When the previous claim, whose worker was lost, began; None otherwise.
+    lost_since: datetime | None = None
+
+
+def _claim(*, notification_id: int) -> _Claim | None:
     """Lock the row and mark it ours; None when there is nothing to send."""
     with transaction.atomic():
         notification = (
@@ -148,7 +161,9 @@ def _claim(*, notification_id: int) -> Notification | None:
             # Failed and not yet due, or another worker's claim still holds.
             return None
 
+        lost_since = None
         if notification.state == State.SENDING:
+            lost_since = notification.next_attempt_at - CLAIM_LEASE - CLOCK_MARGIN
             logger.warning(
                 "outbox: notification id=%s claim expired after attempt %s, "
                 "its worker was lost; outcome of that attempt unknown",
@@ -184,7 +199,43 @@ def _claim(*, notification_id: int) -> Notification | None:
         notification.save(
             update_fields=["state", "attempts", "next_attempt_at", "sender"]
         )
-    return notification
+    return _Claim(notification=notification, lost_since=lost_since)
+
+
+def _sent_before(notification: Notification, *, since: datetime) -> SmsResult | None:
+    """The provider's record of a message a lost worker may have sent.
+
+    Only Twilio can be asked; if it cannot answer now, we send again rather
+    than hold the message back.
+    """
+    if notification.channel != Channel.SMS:
+        # Limitation: an email whose worker was lost mid-send is sent again;
+        # ESPs offer no lookup by our Message-ID that we use.
+        return None
+    try:
+        message_id = sms_find_sent(
+            to=notification.recipient,
+            body=notification.body,
+            from_number=notification.sender,
+            since=since,
+        )
+    except TransientProviderError as exc:
+        logger.warning(
+            "outbox: notification id=%s could not check Twilio for a lost "
+            "send (code=%s); sending again",
+            notification.pk,
+            exc.code,
+        )
+        return None
+    if message_id is None:
+        return None
+    logger.info(
+        "outbox: notification id=%s was taken by Twilio before its worker was "
+        "lost; provider_id=%s, not sent again",
+        notification.pk,
+        message_id,
+    )
+    return SmsResult(message_id=message_id)
 
 
 def _suppressed(notification: Notification) -> bool:

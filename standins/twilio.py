@@ -2,7 +2,9 @@
 
 It answers `POST /2010-04-01/Accounts/<sid>/Messages.json` the way Twilio
 does (201 and a message resource, or Twilio's JSON error body), checks basic
-auth, and records every message it accepts. Faults are switched on from the
+auth, and records every message it accepts; `GET` on the same path lists
+them newest first (filters To, From, PageSize) and `GET .../Messages/<SM>.json`
+fetches one. Faults are switched on from the
 test::
 
     with TwilioStandIn() as twilio, override_settings(TWILIO_API_BASE_URL=twilio.url):
@@ -158,7 +160,7 @@ class TwilioStandIn:
     # --- faults -----------------------------------------------------------
 
     def fail_next(self, count: int = 1, *, status: int = 500) -> None:
-        """The next `count` message requests answer `status` (500, 503, 429)."""
+        """The next `count` requests answer `status` (500, 503, 429)."""
         with self._lock:
             self._state.failures.append(
                 _Fault(remaining=count, status=status, code=20000 + status)
@@ -216,17 +218,19 @@ class TwilioStandIn:
             return _error(404, 20404)
         if match["sid"] != self.account_sid or not self._authorised(auth):
             return _error(401, 20003)
+        fault = self._take_fault(self._state.failures)
+        if fault is not None:
+            return _error(fault.status, fault.code)
         if one_match and method == "GET":
             for message in self._state.messages:
                 if message["sid"] == one_match["msid"]:
                     return 200, message
             return _error(404, 20404)
+        if list_match and method == "GET":
+            return 200, self._page(path, form)
         if not (list_match and method == "POST"):
             return _error(405, 20404)
 
-        fault = self._take_fault(self._state.failures)
-        if fault is not None:
-            return _error(fault.status, fault.code)
         to, sender, text = form.get("To"), form.get("From"), form.get("Body")
         if not to:
             return _error(400, 21604)
@@ -244,6 +248,27 @@ class TwilioStandIn:
         message["status_callback"] = form.get("StatusCallback", "")
         self._state.messages.append(message)
         return 201, message
+
+    def _page(self, path: str, query: dict) -> dict:
+        """Messages newest first, filtered by To and From, like Twilio's list."""
+        found = [
+            message
+            for message in reversed(self._state.messages)
+            if query.get("To", message["to"]) == message["to"]
+            and query.get("From", message["from"]) == message["from"]
+        ]
+        size = int(query.get("PageSize") or 50)
+        return {
+            "messages": found[:size],
+            "end": max(min(size, len(found)) - 1, 0),
+            "first_page_uri": f"{path}?PageSize={size}&Page=0",
+            "next_page_uri": None,
+            "page": 0,
+            "page_size": size,
+            "previous_page_uri": None,
+            "start": 0,
+            "uri": f"{path}?PageSize={size}&Page=0",
+        }
 
     def _authorised(self, header: str) -> bool:
         expected = base64.b64encode(
@@ -302,8 +327,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length).decode() if length else ""
-        form = {key: values[-1] for key, values in parse_qs(raw).items()}
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
+        # A POST carries its parameters in the body, a GET in the query.
+        form = {key: values[-1] for key, values in parse_qs(raw or query).items()}
         status, body = self.standin.handle(
             method, path, self.headers.get("Authorization", ""), form
         )

@@ -8,12 +8,17 @@ types: `SmsResult` on success, `TransientProviderError` or
 import functools
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from twilio.base import values
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.base.exceptions import (
+    TwilioException,
+    TwilioRestException,
+    TwilioServiceException,
+)
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
@@ -147,6 +152,41 @@ def sms_send(
             "could not connect to Twilio", code="connection"
         ) from exc
     return SmsResult(message_id=message.sid)
+
+
+def sms_find_sent(
+    *, to: str, body: str, from_number: str, since: datetime
+) -> str | None:
+    """The SID of a message Twilio already took with this body, if any.
+
+    Asked before sending again a message whose worker was lost mid-send:
+    Twilio has no idempotency key, so we look at the latest messages to the
+    same number from the same sender. Raises TransientProviderError when
+    Twilio cannot be asked.
+    """
+    if not (sms_configured() and from_number):
+        return None
+    client = _client(
+        settings.TWILIO_ACCOUNT_SID,
+        settings.TWILIO_AUTH_TOKEN,
+        settings.TWILIO_API_BASE_URL,
+    )
+    try:
+        page = client.messages.page(to=to, from_=from_number, page_size=20)
+        for message in page:
+            if message.body == body and (
+                message.date_created is None or message.date_created >= since
+            ):
+                return message.sid
+    except (TwilioRestException, TwilioServiceException) as exc:
+        raise _provider_error(exc) from exc
+    except TwilioException as exc:
+        raise TransientProviderError(str(exc), code="lookup") from exc
+    except requests.RequestException as exc:
+        raise TransientProviderError(
+            "could not look up messages at Twilio", code="connection"
+        ) from exc
+    return None
 
 
 def _provider_error(exc: TwilioRestException | TwilioServiceException) -> ProviderError:

@@ -25,6 +25,7 @@ from notifications.delivery import (
     retry_delay,
 )
 from notifications.models import Notification, Suppression
+from notifications.providers.twilio_sms import sms_send
 from notifications.services import notification_enqueue
 from notifications.tasks import outbox_sweep
 from standins.twilio import TwilioStandIn
@@ -454,6 +455,37 @@ def test_a_claim_whose_worker_died_is_sent_again_when_its_lease_ends(twilio):
     assert notification.state == State.SENT
     assert notification.attempts == 2
     assert len(twilio.messages) == 1
+
+
+@pytest.mark.django_db
+def test_a_message_twilio_took_before_its_worker_died_is_not_sent_twice(twilio):
+    """Killed after Twilio's 201, before the outcome was written."""
+    notification = sms(state=State.SENDING, attempts=1)
+    Notification.objects.filter(pk=notification.pk).update(
+        next_attempt_at=timezone.now() + CLAIM_LEASE, sender=OUR_NUMBER
+    )
+    taken = sms_send(to=ON_CALL, body=notification.body, from_number=OUR_NUMBER)
+    sms_send(to=ON_CALL, body="another call", from_number=OUR_NUMBER)
+
+    make_due(notification)
+    notification = deliver(notification)
+
+    assert notification.state == State.SENT
+    assert notification.provider_message_id == taken.message_id
+    assert len(twilio.messages) == 2
+    assert [r.method for r in twilio.requests] == ["POST", "POST", "GET"]
+
+
+@pytest.mark.django_db
+def test_a_lost_claim_is_sent_again_when_twilio_cannot_be_asked(twilio):
+    notification = sms(state=State.SENDING, attempts=1)
+    make_due(notification)
+    twilio.fail_next(1, status=503)
+
+    notification = deliver(notification)
+
+    assert notification.state == State.SENT
+    assert [r.status for r in twilio.requests] == [503, 201]
 
 
 @pytest.mark.django_db
