@@ -32,8 +32,9 @@ TWILIO_ACCOUNT_SID = "AC00000000000000000000000000000000"
 TWILIO_AUTH_TOKEN = "test_auth_token_0000000000000000"
 TWILIO_FROM_NUMBER = "+15005550006"
 # Never the real Twilio from a test: the discard port on loopback refuses the
-# connection; a test that sends starts standins.twilio and overrides this.
-TWILIO_API_BASE_URL = "http://127.0.0.1:9"
+# connection; a test that sends starts standins.twilio and overrides this (a
+# worker process started by a test gets the stand-in's URL from the env).
+TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL", default="") or "http://127.0.0.1:9"
 PUBLIC_BASE_URL = "https://afterhours.example.test"
 CALL_SUMMARY_WEBHOOK_SECRET = "test-call-summary-secret"
 SUPPORT_ONCALL_PHONE = "+16175550100"
