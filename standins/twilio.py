@@ -60,6 +60,7 @@ class _Fault:
     status: int = 0
     code: int | None = None
     seconds: float = 0.0
+    after_accept: bool = False
 
 
 @dataclass
@@ -166,10 +167,19 @@ class TwilioStandIn:
                 _Fault(remaining=count, status=status, code=20000 + status)
             )
 
-    def slow_next(self, count: int = 1, *, seconds: float) -> None:
-        """The next `count` requests are answered after `seconds`."""
+    def slow_next(
+        self, count: int = 1, *, seconds: float, after_accept: bool = False
+    ) -> None:
+        """The next `count` requests are answered after `seconds`.
+
+        With `after_accept`, the message is taken (and recorded) first and
+        only the answer is late: a client that gives up or dies meanwhile
+        never learns that Twilio has it.
+        """
         with self._lock:
-            self._state.delays.append(_Fault(remaining=count, seconds=seconds))
+            self._state.delays.append(
+                _Fault(remaining=count, seconds=seconds, after_accept=after_accept)
+            )
 
     def set_latency(self, seconds: float) -> None:
         """Every request is answered after `seconds` until set back to 0."""
@@ -203,11 +213,14 @@ class TwilioStandIn:
             self._state.requests.append(recorded)
             delay = self._take_fault(self._state.delays)
             wait = (delay.seconds if delay else 0.0) + self._state.latency
-        if wait:
+            late_answer = bool(delay and delay.after_accept)
+        if wait and not late_answer:
             time.sleep(wait)
         with self._lock:
             status, body = self._answer(method, path, auth, form)
             recorded.status = status
+        if wait and late_answer:
+            time.sleep(wait)
         return status, body
 
     def _answer(self, method: str, path: str, auth: str, form: dict) -> tuple:
@@ -334,11 +347,15 @@ class _Handler(BaseHTTPRequestHandler):
             method, path, self.headers.get("Authorization", ""), form
         )
         payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up or was killed while we held the answer.
+            self.close_connection = True
 
     def log_message(self, format, *args) -> None:  # noqa: A002
         # Quiet: tests and benchmarks read `requests`, not stderr.
