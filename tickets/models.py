@@ -3,7 +3,13 @@
 from django.conf import settings
 from django.db import models
 
-REQUIRED_FACTS = ["business_line", "started_at", "symptoms", "example_call", "workaround"]
+REQUIRED_FACTS = [
+    "business_line",
+    "started_at",
+    "symptoms",
+    "example_call",
+    "workaround",
+]
 
 
 class Priority(models.TextChoices):
@@ -93,6 +99,14 @@ class Ticket(models.Model):
     def __str__(self) -> str:
         return f"{self.reference} {self.subject}"
 
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        if not self.reference:
+            # Readable and stable: the row id offset so references start at 4
+            # digits, e.g. AH-1042.
+            self.reference = f"{settings.TICKET_REFERENCE_PREFIX}-{1000 + self.pk}"
+            type(self).objects.filter(pk=self.pk).update(reference=self.reference)
+
     @property
     def missing_facts(self) -> list[str]:
         given = {
@@ -104,14 +118,6 @@ class Ticket(models.Model):
         }
         return [fact for fact in REQUIRED_FACTS if not given[fact]]
 
-    def save(self, *args, **kwargs):
-        super().save(*args, **kwargs)
-        if not self.reference:
-            # Readable and stable: the row id offset so references start at 4
-            # digits, e.g. AH-1042.
-            self.reference = f"{settings.TICKET_REFERENCE_PREFIX}-{1000 + self.pk}"
-            type(self).objects.filter(pk=self.pk).update(reference=self.reference)
-
 
 class TicketMessage(models.Model):
     class Direction(models.TextChoices):
@@ -119,7 +125,9 @@ class TicketMessage(models.Model):
         OUTBOUND = "out", "to customer"
         NOTE = "note", "internal note"
 
-    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="messages")
+    ticket = models.ForeignKey(
+        Ticket, on_delete=models.CASCADE, related_name="messages"
+    )
     direction = models.CharField(max_length=4, choices=Direction.choices)
     message_id = models.CharField(max_length=998, unique=True, null=True, blank=True)
     in_reply_to = models.CharField(max_length=998, blank=True)
