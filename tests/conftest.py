@@ -46,6 +46,22 @@ def celery_worker(transactional_db, _celery_app):
         loglevel="WARNING",
     ) as worker:
         yield worker
+    _close_other_connections()
+
+
+def _close_other_connections():
+    """End the database sessions the worker's threads left open.
+
+    Each pool thread opened its own connection; left alone they keep the
+    test database busy and it cannot be dropped at the end of the run.
+    """
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)
