@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 PRIORITY_RANK = {Priority.P0: 0, Priority.P1: 1, Priority.P2: 2}
 # Reports of the same component within this window count as matching ones.
-MATCHING_REPORTS_WINDOW = dt.timedelta(hours=2)
+MATCHING_REPORTS_WINDOW = dt.timedelta(minutes=60)
 # The zone words customers write, for rendering times when no business is
 # matched and for reading an unclear start time back to them.
 ZONE_WORDS = {
