@@ -47,10 +47,10 @@ BACKOFF_CAP_SECONDS = 30 * 60
 # call with its timeout.
 CLAIM_LEASE = timedelta(minutes=5)
 # A worker killed after the provider took a message but before the outcome
-# was written leaves the row "sending". When the lease ends, Twilio's recent
-# messages to that number are checked for the same body before sending again
-# (the Messages API has no idempotency key). Twilio's clock and ours may
-# differ by this much.
+# was written leaves the row "sending"; a timeout leaves it "failed" though
+# Twilio may have it. Before any re-send, Twilio's recent messages to that
+# number are checked for the same body (the Messages API has no idempotency
+# key). Twilio's clock and ours may differ by this much.
 CLOCK_MARGIN = timedelta(minutes=1)
 # A pending row whose queued task has not claimed it by then lost its task
 # (broker down at commit time).
@@ -139,7 +139,8 @@ def outbox_due_ids(*, now: datetime | None = None, limit: int = 500) -> list[int
 @dataclass(frozen=True)
 class _Claim:
     notification: Notification
-    # When the previous claim, whose worker was lost, began; None otherwise.
+    # Since when an earlier attempt may have reached the provider unseen;
+    # None on the first attempt.
     lost_since: datetime | None = None
 
 
@@ -161,9 +162,12 @@ def _claim(*, notification_id: int) -> _Claim | None:
             # Failed and not yet due, or another worker's claim still holds.
             return None
 
+        # Any earlier attempt may have reached the provider unseen (a timeout,
+        # a worker lost mid-send), so every re-send looks for it first.
         lost_since = None
+        if notification.attempts:
+            lost_since = notification.created_at - CLOCK_MARGIN
         if notification.state == State.SENDING:
-            lost_since = notification.next_attempt_at - CLAIM_LEASE - CLOCK_MARGIN
             logger.warning(
                 "outbox: notification id=%s claim expired after attempt %s, "
                 "its worker was lost; outcome of that attempt unknown",
@@ -203,14 +207,15 @@ def _claim(*, notification_id: int) -> _Claim | None:
 
 
 def _sent_before(notification: Notification, *, since: datetime) -> SmsResult | None:
-    """The provider's record of a message a lost worker may have sent.
+    """The provider's record of a message an earlier attempt may have sent.
 
     Only Twilio can be asked; if it cannot answer now, we send again rather
     than hold the message back.
     """
     if notification.channel != Channel.SMS:
-        # Limitation: an email whose worker was lost mid-send is sent again;
-        # ESPs offer no lookup by our Message-ID that we use.
+        # Limitation: an email whose earlier attempt timed out or whose worker
+        # was lost mid-send is sent again; we use no ESP look-up by
+        # Message-ID.
         return None
     try:
         message_id = sms_find_sent(
@@ -221,7 +226,7 @@ def _sent_before(notification: Notification, *, since: datetime) -> SmsResult | 
         )
     except TransientProviderError as exc:
         logger.warning(
-            "outbox: notification id=%s could not check Twilio for a lost "
+            "outbox: notification id=%s could not check Twilio for an earlier "
             "send (code=%s); sending again",
             notification.pk,
             exc.code,
@@ -230,8 +235,8 @@ def _sent_before(notification: Notification, *, since: datetime) -> SmsResult | 
     if message_id is None:
         return None
     logger.info(
-        "outbox: notification id=%s was taken by Twilio before its worker was "
-        "lost; provider_id=%s, not sent again",
+        "outbox: notification id=%s was taken by Twilio on an earlier attempt; "
+        "provider_id=%s, not sent again",
         notification.pk,
         message_id,
     )

@@ -40,6 +40,7 @@ TWILIO_API_ORIGIN = "https://api.twilio.com"
 REQUEST_TIMEOUT_SECONDS = 10.0
 SMS_STATUS_CALLBACK_PATH = "/webhooks/twilio/sms-status/"
 
+TIMEOUT = "timeout"
 INVALID_NUMBER = "21211"
 OPTED_OUT = "21610"
 NOT_MOBILE = "21614"
@@ -141,11 +142,10 @@ def sms_send(
     except (TwilioRestException, TwilioServiceException) as exc:
         raise _provider_error(exc) from exc
     except requests.Timeout as exc:
-        # Limitation: after a read timeout Twilio may have taken the message;
-        # the Messages API has no idempotency key, so the retry can
-        # duplicate it. Rare, and a duplicate summary beats a missing one.
+        # Twilio may have taken the message it did not answer for; the
+        # retry looks for it before sending again (notifications.delivery).
         raise TransientProviderError(
-            "Twilio did not answer in time", code="timeout"
+            "Twilio did not answer in time", code=TIMEOUT
         ) from exc
     except requests.ConnectionError as exc:
         raise TransientProviderError(

@@ -157,6 +157,32 @@ def test_a_timeout_is_transient(twilio, monkeypatch):
 
 
 @pytest.mark.django_db
+def test_after_a_timeout_the_retry_finds_the_message_twilio_took(twilio, monkeypatch):
+    """No answer in time, but Twilio had it: the retry does not send twice."""
+    monkeypatch.setattr(
+        "notifications.providers.twilio_sms.REQUEST_TIMEOUT_SECONDS", 0.2
+    )
+    from notifications.providers.twilio_sms import _client
+
+    _client.cache_clear()
+    twilio.slow_next(1, seconds=1.0, after_accept=True)
+    try:
+        notification = deliver(sms())
+        assert notification.state == State.FAILED
+        assert notification.last_error_code == "timeout"
+
+        make_due(notification)
+        notification = deliver(notification)
+    finally:
+        _client.cache_clear()
+
+    assert notification.state == State.SENT
+    assert len(twilio.messages) == 1
+    assert notification.provider_message_id == twilio.messages[0]["sid"]
+    assert [r.method for r in twilio.requests] == ["POST", "GET"]
+
+
+@pytest.mark.django_db
 @override_settings(TWILIO_AUTH_TOKEN="not_our_token_00000000000000000")
 def test_rejected_credentials_stay_retryable_for_an_operator_to_fix(twilio):
     """Twilio's 401 is our configuration, not the message: not written off."""
@@ -198,7 +224,12 @@ def test_a_500_then_success_is_retried_by_the_sweep_and_sent_once(
 
     notification.refresh_from_db()
     assert notification.attempts == 2
-    assert [r.status for r in twilio.requests] == [500, 201]
+    # The retry first asks Twilio whether the failed attempt got through.
+    assert [(r.method, r.status) for r in twilio.requests] == [
+        ("POST", 500),
+        ("GET", 200),
+        ("POST", 201),
+    ]
     assert len(twilio.messages_to(ON_CALL)) == 1
     assert notification.provider_message_id == twilio.messages[0]["sid"]
 
@@ -206,7 +237,7 @@ def test_a_500_then_success_is_retried_by_the_sweep_and_sent_once(
 @pytest.mark.django_db
 def test_transient_failures_are_given_up_after_the_last_attempt(twilio):
     notification = sms(state=State.FAILED, attempts=MAX_ATTEMPTS - 1)
-    twilio.fail_next(1, status=503)
+    twilio.fail_next(2, status=503)  # the look-up for an earlier send, the send
 
     notification = deliver(notification)
 
