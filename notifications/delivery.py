@@ -38,7 +38,8 @@ State = Notification.State
 Channel = Notification.Channel
 
 # Attempts before a transiently failing row is written off as undeliverable;
-# with the backoff below that is about an hour of trying.
+# with the backoff below that is at most about 15 minutes of trying, after
+# which a call summary is better served by the fallback channel.
 MAX_ATTEMPTS = 6
 BACKOFF_BASE_SECONDS = 30
 BACKOFF_CAP_SECONDS = 30 * 60
