@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import OnCallContact, PhoneLine
@@ -22,6 +22,7 @@ from afterhours.privacy import mask_phone
 from notifications.models import Notification
 from notifications.services import notification_enqueue
 
+from .inbox import webhook_event_insert
 from .models import Call, WebhookEvent
 
 logger = logging.getLogger(__name__)
@@ -109,20 +110,13 @@ def call_status_event_store(*, payload: dict) -> tuple[WebhookEvent, bool]:
     event_id = call_status_event_id(payload=payload)
     from .tasks import call_event_process
 
-    try:
-        with transaction.atomic():
-            event = WebhookEvent.objects.create(
-                provider=PROVIDER_TWILIO,
-                kind=KIND_VOICE_STATUS,
-                event_id=event_id,
-                payload=payload,
-            )
-            # robust: the callback is safe in the inbox; if the broker is
-            # down the sweep queues it later, and Twilio still gets its 200.
-            transaction.on_commit(
-                lambda: call_event_process.delay(event.pk), robust=True
-            )
-    except IntegrityError:
+    event = webhook_event_insert(
+        provider=PROVIDER_TWILIO,
+        kind=KIND_VOICE_STATUS,
+        event_id=event_id,
+        payload=payload,
+    )
+    if event is None:
         existing = WebhookEvent.objects.get(provider=PROVIDER_TWILIO, event_id=event_id)
         logger.info(
             "calls: duplicate voice callback event=%s id=%s ignored",
@@ -130,6 +124,9 @@ def call_status_event_store(*, payload: dict) -> tuple[WebhookEvent, bool]:
             existing.pk,
         )
         return existing, False
+    # robust: the callback is safe in the inbox; if the broker is down the
+    # sweep queues it later, and Twilio still gets its 200.
+    transaction.on_commit(lambda: call_event_process.delay(event.pk), robust=True)
     logger.info("calls: voice callback stored event=%s id=%s", event_id, event.pk)
     return event, True
 
