@@ -1,6 +1,10 @@
 """Support tickets, their messages and their history."""
 
+import datetime as dt
+import string
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 REQUIRED_FACTS = [
@@ -22,6 +26,7 @@ class Escalation(models.TextChoices):
     HIGH_VALUE = "high_value"
     AFTER_HOURS = "after_hours"
     MANY_REPORTS = "many_reports"
+    SLA_BREACHED = "sla_breached"
 
 
 class Ticket(models.Model):
@@ -90,6 +95,19 @@ class Ticket(models.Model):
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     next_update_due = models.DateTimeField(null=True, blank=True)
     first_reply_sent_at = models.DateTimeField(null=True, blank=True)
+    # The clock stops while we wait on the customer; what was left on each
+    # due time is kept here and counts again from their answer.
+    clock_paused_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set while the SLA clock is stopped."
+    )
+    clock_paused_total = models.DurationField(
+        default=dt.timedelta(0), help_text="Time the SLA clock has stood still."
+    )
+    acknowledge_remaining = models.DurationField(null=True, blank=True)
+    next_update_remaining = models.DurationField(null=True, blank=True)
+    sla_breached_at = models.DateTimeField(
+        null=True, blank=True, db_index=True, help_text="First missed due time."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -117,6 +135,14 @@ class Ticket(models.Model):
             "workaround": bool(self.workaround.strip()),
         }
         return [fact for fact in REQUIRED_FACTS if not given[fact]]
+
+    @property
+    def clock_paused(self) -> bool:
+        return self.clock_paused_at is not None
+
+    @property
+    def is_closed(self) -> bool:
+        return self.status in (self.Status.RESOLVED, self.Status.CLOSED)
 
 
 class TicketMessage(models.Model):
@@ -180,3 +206,96 @@ class TicketEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} on {self.ticket_id}"
+
+
+class TicketAlert(models.Model):
+    """One reminder or breach for one due time of one ticket.
+
+    The unique constraint is what makes each alert happen once: a sweep
+    that runs again, or a second beat running by mistake, finds the row and
+    owes nothing more. A new due time (after a reply or a priority change)
+    is a new promise and gets its own alerts.
+    """
+
+    class Kind(models.TextChoices):
+        REMINDER = "reminder"
+        BREACH = "breach"
+
+    class Clock(models.TextChoices):
+        ACKNOWLEDGE = "acknowledge"
+        NEXT_UPDATE = "next_update", "next update"
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    clock = models.CharField(max_length=12, choices=Clock.choices)
+    due_at = models.DateTimeField()
+    priority = models.CharField(max_length=2, choices=Priority.choices)
+    detail = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["ticket", "kind", "clock", "due_at"],
+                name="ticket_alert_once_per_due_time",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.clock} on {self.ticket_id}"
+
+
+# What a reply script may say, and what each placeholder becomes.
+SCRIPT_PLACEHOLDERS = {
+    "next_update": "next update time, in the customer's zone",
+    "reference": "the ticket reference, e.g. AH-1042",
+    "workaround": "the workaround we offer (manual callback by on-call)",
+    "business": "the business's name",
+    "name": "the requester's name",
+}
+
+
+def script_placeholder_errors(body: str) -> list[str]:
+    """What is wrong with a script's placeholders, for the agent editing it."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(body) if name]
+    except ValueError as error:
+        return [f"{error}; write a literal brace as {{{{ or }}}}"]
+    return [
+        f"unknown placeholder {{{name}}}; use one of "
+        + ", ".join(f"{{{known}}}" for known in SCRIPT_PLACEHOLDERS)
+        for name in dict.fromkeys(fields)
+        if name not in SCRIPT_PLACEHOLDERS
+    ]
+
+
+class ReplyScript(models.Model):
+    """A support script agents start a reply from; editable in admin."""
+
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=100)
+    body = models.TextField(
+        help_text="Placeholders: "
+        + ", ".join(
+            f"{{{name}}} ({what})" for name, what in SCRIPT_PLACEHOLDERS.items()
+        )
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        errors = script_placeholder_errors(self.body)
+        if errors:
+            raise ValidationError({"body": errors})
+
+    def render(self, values: dict[str, str]) -> str:
+        """The body with every placeholder filled; raises on a bad body."""
+        return self.body.format_map(
+            {name: values.get(name, "") for name in SCRIPT_PLACEHOLDERS}
+        )

@@ -4,6 +4,12 @@ From the field guide: P0 acknowledge within 10 minutes, update every 30; P1
 within 1 hour, every 4 hours; P2 within 1 business day, daily. A P2 business
 day counts the business's own open hours in its own zone: a P2 that arrives
 on Friday evening is due by the end of Monday's opening hours, not Saturday.
+
+The clock stops while we wait on the customer for missing facts: what was
+left on it is kept (wall-clock time for P0/P1, open time for P2) and counts
+again from the customer's answer (`remaining_on_clock`, `due_after_resume`).
+`tickets.sla_watch` reminds and escalates from the due times stored on the
+ticket.
 """
 
 import datetime as dt
@@ -22,6 +28,15 @@ WALL_CLOCK = {
 DEFAULT_ZONE = "America/New_York"
 DEFAULT_OPEN_DAYS = [0, 1, 2, 3, 4]
 DEFAULT_HOURS = (dt.time(8, 0), dt.time(18, 0))
+# How long before a due time its owner is reminded.
+REMINDER_LEAD = {
+    Priority.P0: dt.timedelta(minutes=5),
+    Priority.P1: dt.timedelta(minutes=15),
+    Priority.P2: dt.timedelta(hours=2),
+}
+# Waiting on the customer stops the clock for these priorities only: a P0 is
+# an outage on our side, and we owe its updates whether or not they answer.
+PAUSABLE = frozenset({Priority.P1, Priority.P2})
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,22 @@ class OpenHours:
             day += dt.timedelta(days=1)
         raise ValueError("business has no open hours to count a business day in")
 
+    def open_time_between(self, start: dt.datetime, end: dt.datetime) -> dt.timedelta:
+        """How much open time lies between `start` and `end`."""
+        total = dt.timedelta(0)
+        if end <= start:
+            return total
+        day = start.astimezone(self.zone).date()
+        last = end.astimezone(self.zone).date()
+        while day <= last:
+            if day.weekday() in self.days:
+                opens, closes = self._window(day)
+                begin, finish = max(opens, start), min(closes, end)
+                if begin < finish:
+                    total += finish - begin
+            day += dt.timedelta(days=1)
+        return total
+
     @property
     def business_day(self) -> dt.timedelta:
         """One day's opening hours, as wall-clock time."""
@@ -102,3 +133,34 @@ def next_update_after(
         return moment + WALL_CLOCK[priority][1]
     hours = OpenHours.of(business)
     return hours.add_open_time(moment, hours.business_day)
+
+
+def remaining_on_clock(
+    *, priority: str, moment: dt.datetime, due: dt.datetime, business: Business | None
+) -> dt.timedelta:
+    """What is left on a clock at `moment`: none once `due` has passed.
+
+    P0/P1 count wall-clock time, P2 the business's open time, so a P2 paused
+    over a weekend keeps the whole of Monday.
+    """
+    if due <= moment:
+        return dt.timedelta(0)
+    if priority in WALL_CLOCK:
+        return due - moment
+    return OpenHours.of(business).open_time_between(moment, due)
+
+
+def due_after_resume(
+    *,
+    priority: str,
+    moment: dt.datetime,
+    remaining: dt.timedelta,
+    business: Business | None,
+) -> dt.datetime:
+    """The due time of a clock that resumes at `moment` with `remaining` left."""
+    if remaining <= dt.timedelta(0):
+        # It was already late when it stopped; it is late now.
+        return moment
+    if priority in WALL_CLOCK:
+        return moment + remaining
+    return OpenHours.of(business).add_open_time(moment, remaining)
