@@ -1,9 +1,10 @@
-"""Writes on tickets: open from email, add a reply, first reply, P0 page.
+"""Writes on tickets: open from email, add a reply, first reply, P0 page,
+the SLA clock (pause, resume, priority change) and an agent's reply.
 
 Every function here runs inside the caller's transaction (the inbound email
-processing) and only writes rows: outgoing mail and SMS are outbox rows
-(`notification_enqueue`), sent after commit. A ticket's history is written
-as TicketEvent rows as it happens.
+processing, the admin's request) and only writes rows: outgoing mail and SMS
+are outbox rows (`notification_enqueue`), sent after commit. A ticket's
+history is written as TicketEvent rows as it happens.
 """
 
 import datetime as dt
@@ -16,16 +17,19 @@ from zoneinfo import ZoneInfo
 from dateutil import parser as date_parser
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Business, Contact, OnCallContact
 from afterhours.privacy import mask_email, mask_phone
+from incidents.correlation import ticket_correlate
 from intake.email import ParsedEmail
 from intake.models import InboundEmail
 from notifications.models import Notification
 from notifications.services import notification_enqueue
 
-from . import scripts
+from . import scripts, sla
+from .guardrail import Finding, check_outgoing
 from .models import (
     REQUIRED_FACTS,
     Priority,
@@ -35,7 +39,7 @@ from .models import (
     TicketMessage,
 )
 from .selectors import business_for_sender, matching_report_count
-from .sla import DEFAULT_ZONE, due_times
+from .sla import DEFAULT_ZONE, due_times, next_update_after
 from .triage import extract_facts, merge_facts, triage
 
 logger = logging.getLogger(__name__)
@@ -52,6 +56,29 @@ ZONE_WORDS = {
     r"\b(?:pacific|p[sd]?t)\b": "America/Los_Angeles",
 }
 TAG_RE_TEMPLATE = r"\[{prefix}-(\d+)\]"
+
+
+class ReplyError(Exception):
+    """An agent's reply that was not sent; the message says why."""
+
+
+class ReplyInvalid(ReplyError):
+    """The reply lacks something every customer update needs."""
+
+
+class ReplyBlocked(ReplyError):
+    """The never-say check found words we can't stand behind.
+
+    `findings` lists each with why; the reply goes out only when the agent
+    gives a reason to send it anyway.
+    """
+
+    def __init__(self, findings: list[Finding]):
+        self.findings = findings
+        super().__init__(
+            "not sent: "
+            + "; ".join(f'"{finding.words}": {finding.why}' for finding in findings)
+        )
 
 
 @dataclass(frozen=True)
@@ -179,6 +206,7 @@ def ticket_open_from_email(
     TicketEvent.objects.create(
         ticket=ticket, kind="triaged", detail=_triage_detail(ticket, result)
     )
+    ticket_correlate(ticket=ticket)
     logger.info(
         "ticket opened id=%s reference=%s priority=%s business=%s missing=%s",
         ticket.pk,
@@ -209,6 +237,12 @@ def ticket_add_reply(
     """
     ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
     _inbound_message(ticket, parsed, inbound_email, received_at)
+    if ticket.status == Ticket.Status.RESOLVED:
+        _clock_reopen(ticket, received_at, actor=None, why="the customer replied")
+    if ticket.status in (Ticket.Status.WAITING_ON_CUSTOMER, Ticket.Status.RESOLVED):
+        ticket.status = Ticket.Status.OPEN
+    # Their answer starts the clock again, before any priority change counts.
+    _clock_resume(ticket, received_at, actor=None, why="the customer replied")
     text = parsed.new_text
     business, facts = _business_and_facts(
         parsed=parsed, text=text, received_at=received_at, business=ticket.business
@@ -235,18 +269,14 @@ def ticket_add_reply(
     ticket.escalations = sorted(set(ticket.escalations) | set(result.escalations))
     ticket.component = ticket.component or result.component or ""
     if PRIORITY_RANK[Priority(result.priority)] < PRIORITY_RANK[Priority(previous)]:
-        ticket.priority = result.priority
         ticket.priority_reasons = list(result.reasons)
         # The sooner promise of the higher priority counts from the reply.
-        due = due_times(
-            priority=ticket.priority, received_at=received_at, business=ticket.business
-        )
-        if ticket.acknowledged_at is None:
-            ticket.acknowledge_due = min(
-                filter(None, [ticket.acknowledge_due, due.acknowledge_by])
-            )
-        ticket.next_update_due = min(
-            filter(None, [ticket.next_update_due, due.next_update_by])
+        _priority_apply(
+            ticket,
+            priority=result.priority,
+            at=received_at,
+            reason="triage of the customer's reply",
+            actor=None,
         )
         TicketEvent.objects.create(
             ticket=ticket,
@@ -260,9 +290,8 @@ def ticket_add_reply(
             detail=f"triage of the reply suggests {result.priority}; kept "
             f"{previous}: priority is lowered only by an agent",
         )
-    if ticket.status in (Ticket.Status.WAITING_ON_CUSTOMER, Ticket.Status.RESOLVED):
-        ticket.status = Ticket.Status.OPEN
     ticket.save()
+    ticket_correlate(ticket=ticket)
     logger.info(
         "ticket reply id=%s inbound_email=%s filled=%s priority=%s",
         ticket.pk,
@@ -315,7 +344,10 @@ def first_reply_compose(*, ticket: Ticket, message: TicketMessage) -> FirstReply
     name = (ticket.requester_name or "").strip().strip('"')
     paragraphs = [
         scripts.GREETING.format(name=name) if name else scripts.GREETING_NO_NAME,
-        scripts.ACKNOWLEDGEMENT[ticket.priority].format(time=next_update),
+        scripts.script_text(
+            slug=scripts.ACKNOWLEDGEMENT_SCRIPT[ticket.priority],
+            values=script_values(ticket=ticket, next_update=next_update),
+        ),
     ]
     missing = ticket.missing_facts
     if missing:
@@ -425,11 +457,21 @@ def first_reply_queue(*, ticket: Ticket, message: TicketMessage) -> Notification
     ticket.acknowledged_at = ticket.acknowledged_at or ticket.first_reply_sent_at
     if ticket.missing_facts and ticket.status == Ticket.Status.NEW:
         ticket.status = Ticket.Status.WAITING_ON_CUSTOMER
+        # Limitation: the first reply already named the next-update time as
+        # the clock stood; if the customer answers late, the next update
+        # moves by the time we waited, and the agent's update names it.
+        _clock_pause(
+            ticket,
+            ticket.first_reply_sent_at,
+            actor=None,
+            why="waiting on the customer for " + ", ".join(ticket.missing_facts),
+        )
     ticket.save(
         update_fields=[
             "first_reply_sent_at",
             "acknowledged_at",
             "status",
+            *CLOCK_FIELDS,
             "updated_at",
         ]
     )
@@ -498,6 +540,432 @@ def p0_page_queue(*, ticket: Ticket) -> list[Notification]:
         )
         logger.warning("P0 page: no on-call number for ticket=%s", ticket.pk)
     return queued
+
+
+# --- SLA clock ---------------------------------------------------------------
+
+# The fields the clock writes, for callers that save with update_fields.
+CLOCK_FIELDS = [
+    "acknowledge_due",
+    "next_update_due",
+    "clock_paused_at",
+    "clock_paused_total",
+    "acknowledge_remaining",
+    "next_update_remaining",
+]
+
+
+def ticket_priority_change(
+    *,
+    ticket: Ticket,
+    priority: str,
+    reason: str,
+    actor=None,
+    at: dt.datetime | None = None,
+) -> Ticket:
+    """Give the ticket a new priority and recompute its due times.
+
+    A rise keeps whichever promise is sooner, the old one or the new
+    priority's counted from `at`; a fall counts the new priority's from
+    `at`. A rise to P0 pages on-call. Written on the history with `reason`.
+    Locks the ticket row.
+    """
+    at = at or timezone.now()
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        previous = ticket.priority
+        if not _priority_apply(
+            ticket, priority=priority, at=at, reason=reason, actor=actor
+        ):
+            return ticket
+        ticket.save()
+        logger.info(
+            "ticket priority changed id=%s from=%s to=%s actor=%s",
+            ticket.pk,
+            previous,
+            priority,
+            getattr(actor, "pk", None),
+        )
+        if priority == Priority.P0:
+            p0_page_queue(ticket=ticket)
+    return ticket
+
+
+def ticket_status_change(
+    *,
+    ticket: Ticket,
+    status: str,
+    actor=None,
+    at: dt.datetime | None = None,
+) -> Ticket:
+    """Move the ticket to `status`, stopping or starting the clock with it.
+
+    Waiting on the customer stops the clock (P1/P2); leaving it starts the
+    clock with what was left. Reopening a resolved or closed ticket owes the
+    customer an update within the priority's period. Locks the ticket row.
+    """
+    at = at or timezone.now()
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        previous = ticket.status
+        if status == previous:
+            return ticket
+        closed = (Ticket.Status.RESOLVED, Ticket.Status.CLOSED)
+        if previous in closed and status not in closed:
+            _clock_reopen(ticket, at, actor=actor, why="reopened by an agent")
+        ticket.status = status
+        if status == Ticket.Status.WAITING_ON_CUSTOMER:
+            _clock_pause(ticket, at, actor=actor, why="an agent set it waiting")
+        else:
+            _clock_resume(
+                ticket, at, actor=actor, why=f"an agent set it {ticket.status}"
+            )
+        ticket.save()
+        TicketEvent.objects.create(
+            ticket=ticket,
+            kind="status_changed",
+            actor=actor,
+            detail=f"{previous} -> {status}",
+        )
+    return ticket
+
+
+def _clock_pause(ticket: Ticket, at: dt.datetime, *, actor, why: str) -> bool:
+    """Stop the clock, keeping what is left on each due time; no save."""
+    if ticket.clock_paused_at is not None:
+        return False
+    if ticket.priority not in sla.PAUSABLE:
+        TicketEvent.objects.create(
+            ticket=ticket,
+            kind="clock_running",
+            actor=actor,
+            detail=f"{why}; the clock keeps running: a {ticket.priority} is "
+            "updated whether or not the customer answers",
+        )
+        return False
+    left = []
+    ticket.acknowledge_remaining = None
+    if ticket.acknowledged_at is None and ticket.acknowledge_due is not None:
+        ticket.acknowledge_remaining = sla.remaining_on_clock(
+            priority=ticket.priority,
+            moment=at,
+            due=ticket.acknowledge_due,
+            business=ticket.business,
+        )
+        left.append(f"acknowledgement {_duration_text(ticket.acknowledge_remaining)}")
+    ticket.next_update_remaining = None
+    if ticket.next_update_due is not None:
+        ticket.next_update_remaining = sla.remaining_on_clock(
+            priority=ticket.priority,
+            moment=at,
+            due=ticket.next_update_due,
+            business=ticket.business,
+        )
+        left.append(f"next update {_duration_text(ticket.next_update_remaining)}")
+    ticket.clock_paused_at = at
+    unit = "of open hours " if ticket.priority not in sla.WALL_CLOCK else ""
+    TicketEvent.objects.create(
+        ticket=ticket,
+        kind="clock_paused",
+        actor=actor,
+        detail=f"SLA clock paused: {why}. Left {unit}on the clock: "
+        + (", ".join(left) or "nothing due"),
+    )
+    logger.info("ticket clock paused id=%s", ticket.pk)
+    return True
+
+
+def _clock_resume(ticket: Ticket, at: dt.datetime, *, actor, why: str) -> bool:
+    """Start a stopped clock with what was left on it; no save."""
+    if ticket.clock_paused_at is None:
+        return False
+    # A replayed message can carry a date before the pause.
+    at = max(at, ticket.clock_paused_at)
+    stopped = at - ticket.clock_paused_at
+    if ticket.acknowledge_remaining is not None and ticket.acknowledged_at is None:
+        ticket.acknowledge_due = sla.due_after_resume(
+            priority=ticket.priority,
+            moment=at,
+            remaining=ticket.acknowledge_remaining,
+            business=ticket.business,
+        )
+    if ticket.next_update_remaining is not None:
+        ticket.next_update_due = sla.due_after_resume(
+            priority=ticket.priority,
+            moment=at,
+            remaining=ticket.next_update_remaining,
+            business=ticket.business,
+        )
+    ticket.clock_paused_total += stopped
+    ticket.clock_paused_at = None
+    ticket.acknowledge_remaining = None
+    ticket.next_update_remaining = None
+    TicketEvent.objects.create(
+        ticket=ticket,
+        kind="clock_resumed",
+        actor=actor,
+        detail=f"SLA clock resumed: {why}, after {_duration_text(stopped)} "
+        f"stopped. {_due_text(ticket)}",
+    )
+    logger.info(
+        "ticket clock resumed id=%s stopped_s=%d", ticket.pk, stopped.total_seconds()
+    )
+    return True
+
+
+def _clock_reopen(ticket: Ticket, at: dt.datetime, *, actor, why: str) -> None:
+    """A closed ticket opened again owes an update within its period."""
+    ticket.next_update_due = next_update_after(
+        priority=ticket.priority, moment=at, business=ticket.business
+    )
+    TicketEvent.objects.create(
+        ticket=ticket,
+        kind="sla_recomputed",
+        actor=actor,
+        detail=f"{why} after {ticket.status}. {_due_text(ticket)}",
+    )
+
+
+def _priority_apply(
+    ticket: Ticket, *, priority: str, at: dt.datetime, reason: str, actor
+) -> bool:
+    """Set the priority and recompute the due times; no save."""
+    previous = ticket.priority
+    if priority == previous:
+        return False
+    # Recomputed on a running clock; a stopped one stops again afterwards,
+    # keeping what is left in the new priority's terms.
+    paused = _clock_resume(ticket, at, actor=actor, why="priority change")
+    due = due_times(priority=priority, received_at=at, business=ticket.business)
+    raised = PRIORITY_RANK[Priority(priority)] < PRIORITY_RANK[Priority(previous)]
+    if ticket.acknowledged_at is None:
+        ticket.acknowledge_due = (
+            min(ticket.acknowledge_due, due.acknowledge_by)
+            if raised and ticket.acknowledge_due
+            else due.acknowledge_by
+        )
+    ticket.next_update_due = (
+        min(ticket.next_update_due, due.next_update_by)
+        if raised and ticket.next_update_due
+        else due.next_update_by
+    )
+    ticket.priority = priority
+    TicketEvent.objects.create(
+        ticket=ticket,
+        kind="sla_recomputed",
+        actor=actor,
+        detail=f"{previous} -> {priority}: {reason}. {_due_text(ticket)}",
+    )
+    if paused and ticket.status == Ticket.Status.WAITING_ON_CUSTOMER:
+        _clock_pause(ticket, at, actor=actor, why="still waiting on the customer")
+    return True
+
+
+def _due_text(ticket: Ticket) -> str:
+    parts = []
+    if ticket.acknowledged_at is None and ticket.acknowledge_due:
+        parts.append(f"acknowledge by {_stamp(ticket, ticket.acknowledge_due)}")
+    if ticket.next_update_due:
+        parts.append(f"next update by {_stamp(ticket, ticket.next_update_due)}")
+    return ("Now " + ", ".join(parts) + ".") if parts else "Nothing due."
+
+
+def _stamp(ticket: Ticket, moment: dt.datetime) -> str:
+    local = moment.astimezone(_display_zone(ticket))
+    return f"{local:%a %b} {local.day} {local:%H:%M %Z}"
+
+
+def _duration_text(amount: dt.timedelta) -> str:
+    minutes = int(amount.total_seconds() // 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours and minutes:
+        return f"{hours} h {minutes} min"
+    return f"{hours} h" if hours else f"{minutes} min"
+
+
+# --- Agent replies -----------------------------------------------------------
+
+
+def script_values(*, ticket: Ticket, next_update: str) -> dict[str, str]:
+    """What a reply script's placeholders become for this ticket."""
+    return {
+        "next_update": next_update,
+        "reference": ticket.reference,
+        "workaround": scripts.DEFAULT_WORKAROUND,
+        "business": ticket.business.name if ticket.business_id else "",
+        "name": (ticket.requester_name or "").strip().strip('"'),
+    }
+
+
+def next_update_suggested(*, ticket: Ticket, now: dt.datetime | None = None):
+    """The next-update time an agent's reply promises unless they change it.
+
+    The priority's own period from now: what the SLA clock will hold the
+    reply to.
+    """
+    return next_update_after(
+        priority=ticket.priority,
+        moment=now or timezone.now(),
+        business=ticket.business,
+    )
+
+
+def next_update_display(*, ticket: Ticket, moment: dt.datetime | None) -> str:
+    """A time as the customer reads it, with its day: their zone."""
+    if moment is None:
+        return "the next update"
+    local = moment.astimezone(_display_zone(ticket))
+    return f"{local:%I:%M %p %Z}".lstrip("0") + f" on {local:%A, %b} {local.day}"
+
+
+def ticket_reply_render(
+    *, ticket: Ticket, slug: str, next_update_at: dt.datetime
+) -> str:
+    """Script `slug` rendered for this ticket, for the agent to edit."""
+    return scripts.script_text(
+        slug=slug,
+        values=script_values(
+            ticket=ticket,
+            next_update=next_update_display(ticket=ticket, moment=next_update_at),
+        ),
+    )
+
+
+def ticket_reply_send(
+    *,
+    ticket: Ticket,
+    author,
+    body: str,
+    next_update_at: dt.datetime | None,
+    override_reason: str = "",
+    now: dt.datetime | None = None,
+) -> TicketMessage:
+    """Send an agent's reply to the customer, threaded on the ticket.
+
+    Every reply carries a next-update time (in the future, no later than
+    the priority's period) and passes the never-say check; findings raise
+    `ReplyBlocked` unless `override_reason` says why to send it anyway,
+    which is logged. The outbound TicketMessage, the outbox email and the
+    clock (acknowledged, next update due, clock running again) are written
+    in one transaction; the email goes out after commit. Locks the ticket.
+    Raises `ReplyInvalid` for a reply that cannot be sent at all.
+    """
+    now = now or timezone.now()
+    body = (body or "").strip()
+    override_reason = (override_reason or "").strip()
+    if not body:
+        raise ReplyInvalid("the reply is empty")
+    if next_update_at is None:
+        raise ReplyInvalid("every customer update carries a next-update time")
+    if timezone.is_naive(next_update_at):
+        raise ReplyInvalid("the next-update time needs a time zone")
+    if next_update_at <= now:
+        raise ReplyInvalid("the next-update time has already passed")
+    latest = next_update_suggested(ticket=ticket, now=now)
+    if next_update_at > latest:
+        raise ReplyInvalid(
+            f"a {ticket.priority} is updated by "
+            f"{next_update_display(ticket=ticket, moment=latest)} at the latest"
+        )
+    when = next_update_display(ticket=ticket, moment=next_update_at)
+    if when not in body:
+        body = f"{body}\n\n" + scripts.NEXT_UPDATE_LINE.format(next_update=when)
+    findings = check_outgoing(body)
+    if findings and not override_reason:
+        raise ReplyBlocked(findings)
+
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        recipient = ticket.requester_email
+        if not recipient:
+            raise ReplyInvalid("the ticket has no address to reply to")
+        message = _reply_message(ticket, author, body, now)
+        notification, _ = notification_enqueue(
+            channel=Notification.Channel.EMAIL,
+            reason=Notification.Reason.TICKET_REPLY,
+            recipient=recipient,
+            subject=message.subject,
+            body=message.body,
+            headers={
+                name: value
+                for name, value in {
+                    "Message-ID": message.message_id,
+                    "In-Reply-To": message.in_reply_to,
+                    "References": message.references,
+                }.items()
+                if value
+            },
+            dedupe_key=f"ticket_reply:{message.pk}:email:{recipient.lower()}",
+            ticket=ticket,
+        )
+        _clock_resume(ticket, now, actor=author, why="an agent replied")
+        ticket.acknowledged_at = ticket.acknowledged_at or now
+        ticket.next_update_due = next_update_at
+        if ticket.status in (Ticket.Status.NEW, Ticket.Status.WAITING_ON_CUSTOMER):
+            ticket.status = Ticket.Status.OPEN
+        ticket.save()
+        TicketEvent.objects.create(
+            ticket=ticket,
+            kind="reply_sent",
+            actor=author,
+            detail=f"message {message.pk}, notification {notification.pk}; "
+            f"next update promised by {_stamp(ticket, next_update_at)}",
+        )
+        if findings:
+            words = "; ".join(f'"{f.words}" ({f.why})' for f in findings)
+            TicketEvent.objects.create(
+                ticket=ticket,
+                kind="guardrail_override",
+                actor=author,
+                detail=f"sent despite the never-say check: {words}. "
+                f"Reason given: {override_reason}",
+            )
+            logger.warning(
+                "reply sent despite never-say findings ticket=%s message=%s "
+                "author=%s findings=%d reason=%r",
+                ticket.pk,
+                message.pk,
+                getattr(author, "pk", None),
+                len(findings),
+                override_reason,
+            )
+    logger.info(
+        "ticket reply queued id=%s message=%s notification=%s",
+        ticket.pk,
+        message.pk,
+        notification.pk,
+    )
+    return message
+
+
+def _reply_message(ticket: Ticket, author, body: str, now) -> TicketMessage:
+    """The outbound message, threaded under the customer's latest one."""
+    latest = (
+        ticket.messages.filter(direction=TicketMessage.Direction.INBOUND)
+        .exclude(message_id=None)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    chain = []
+    if latest is not None:
+        chain = [*latest.references.split(), latest.message_id]
+    subject = _strip_tags(ticket.subject) or "Your support request"
+    if not re.match(r"(?i)^re:", subject):
+        subject = f"Re: {subject}"
+    domain = settings.SUPPORT_EMAIL.rpartition("@")[2] or "afterhours.example"
+    return TicketMessage.objects.create(
+        ticket=ticket,
+        direction=TicketMessage.Direction.OUTBOUND,
+        message_id=make_msgid(idstring=ticket.reference.lower(), domain=domain),
+        in_reply_to=latest.message_id if latest else "",
+        references=" ".join(dict.fromkeys(chain))[:10000],
+        from_address=settings.SUPPORT_EMAIL,
+        to_address=ticket.requester_email,
+        subject=f"{subject} [{ticket.reference}]"[:998],
+        body=body + "\n",
+        author=author,
+        created_at=now,
+    )
 
 
 # --- Internals ---------------------------------------------------------------
