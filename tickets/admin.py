@@ -1,8 +1,180 @@
-from django.contrib import admin
+"""Admin for tickets: the agent's desk.
+
+The change page carries the agent's reply (from a script, with a next-update
+time in the customer's zone, checked by the never-say check) and routes
+priority and status changes through the SLA clock. The form is thin: the
+work is in tickets.services.
+"""
+
+import logging
+
+from django import forms
+from django.contrib import admin, messages
 from django.db.models import JSONField
 from django.forms import Textarea
+from django.utils import timezone
 
-from .models import Ticket, TicketAttachment, TicketEvent, TicketMessage
+from . import services
+from .models import (
+    ReplyScript,
+    Ticket,
+    TicketAlert,
+    TicketAttachment,
+    TicketEvent,
+    TicketMessage,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class ZonedDateTimeField(forms.DateTimeField):
+    """A date and time typed and shown in one zone (the customer's).
+
+    A wall time that happens twice or not at all in that zone is refused
+    with Django's own message rather than guessed.
+    """
+
+    def __init__(self, *, zone=None, **kwargs):
+        self.zone = zone
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        if self.zone is None:
+            return super().prepare_value(value)
+        with timezone.override(self.zone):
+            return super().prepare_value(value)
+
+    def to_python(self, value):
+        if self.zone is None:
+            return super().to_python(value)
+        with timezone.override(self.zone):
+            return super().to_python(value)
+
+
+class TicketAdminForm(forms.ModelForm):
+    """The ticket's fields plus the agent's reply (model given by the admin)."""
+
+    # Set by TicketAdmin.get_form from the request's ?script=.
+    script_slug = ""
+
+    reply_script = forms.ChoiceField(
+        label="Start from script",
+        required=False,
+        help_text="Choosing a script reloads the page with it rendered for "
+        "this ticket; unsaved changes on the page are lost.",
+    )
+    reply_body = forms.CharField(
+        label="Reply to the customer",
+        required=False,
+        widget=Textarea(attrs={"rows": 8, "cols": 90}),
+        help_text="Sent by email on save, threaded on the ticket. Leave empty "
+        "to save the ticket without replying.",
+    )
+    reply_next_update = ZonedDateTimeField(
+        label="Next update by",
+        required=False,
+        widget=forms.DateTimeInput(format="%Y-%m-%d %H:%M"),
+        help_text="Every customer update carries one; pre-filled from the SLA "
+        "clock, in the customer's zone.",
+    )
+    reply_send_anyway = forms.BooleanField(
+        label="Send anyway despite the never-say check", required=False
+    )
+    reply_override_reason = forms.CharField(
+        label="Why send it anyway",
+        required=False,
+        max_length=500,
+        help_text="Required with 'send anyway'; logged on the ticket.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        ticket = self.instance
+        if ticket.pk is None:
+            return
+        zone = services.ticket_display_zone(ticket=ticket)
+        field = self.fields["reply_next_update"]
+        field.zone = zone
+        field.label = f"Next update by ({zone.key})"
+        scripts = list(ReplyScript.objects.values_list("slug", "name"))
+        self.fields["reply_script"].choices = [("", "---------"), *scripts]
+        self.fields["reply_script"].widget.attrs["onchange"] = (
+            "window.location.search = '?script=' + encodeURIComponent(this.value)"
+        )
+        if self.is_bound:
+            return
+        next_update = services.next_update_suggested(ticket=ticket)
+        # The minute shown is the minute promised: never a second past the
+        # SLA's limit because the form rounds.
+        next_update = next_update.replace(second=0, microsecond=0)
+        self.initial["reply_next_update"] = next_update
+        if self.script_slug in dict(scripts):
+            self.initial["reply_script"] = self.script_slug
+            self.initial["reply_body"] = services.ticket_reply_render(
+                ticket=ticket, slug=self.script_slug, next_update_at=next_update
+            )
+
+    def clean(self):
+        data = super().clean()
+        body = (data.get("reply_body") or "").strip()
+        if not body or self.instance.pk is None:
+            return data
+        if data.get("reply_next_update") is None:
+            if "reply_next_update" not in self.errors:
+                self.add_error(
+                    "reply_next_update",
+                    "Every customer update carries a next-update time.",
+                )
+            return data
+        reason = (data.get("reply_override_reason") or "").strip()
+        if data.get("reply_send_anyway") and not reason:
+            self.add_error("reply_override_reason", "Say why it should be sent anyway.")
+            return data
+        try:
+            services.ticket_reply_check(
+                ticket=self.instance,
+                body=body,
+                next_update_at=data["reply_next_update"],
+                override_reason=reason if data.get("reply_send_anyway") else "",
+            )
+        except services.ReplyBlocked as blocked:
+            self.add_error(
+                "reply_body",
+                [
+                    f'Not sent: "{finding.words}": {finding.why}.'
+                    for finding in blocked.findings
+                ]
+                + [
+                    "Change the words, or tick 'send anyway' and say why "
+                    "(it is logged)."
+                ],
+            )
+        except services.ReplyInvalid as invalid:
+            self.add_error("reply_next_update", f"Not sent: {invalid}.")
+        return data
+
+
+class SlaBreachedFilter(admin.SimpleListFilter):
+    title = "SLA"
+    parameter_name = "sla"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("breached", "SLA breached"),
+            ("paused", "clock paused (waiting on customer)"),
+            ("running", "clock running"),
+        ]
+
+    def queryset(self, request, queryset):
+        if self.value() == "breached":
+            return queryset.filter(sla_breached_at__isnull=False)
+        if self.value() == "paused":
+            return queryset.filter(clock_paused_at__isnull=False)
+        if self.value() == "running":
+            return queryset.filter(clock_paused_at__isnull=True).exclude(
+                status__in=[Ticket.Status.RESOLVED, Ticket.Status.CLOSED]
+            )
+        return queryset
 
 
 class TicketMessageInline(admin.StackedInline):
@@ -11,6 +183,16 @@ class TicketMessageInline(admin.StackedInline):
     fields = ["created_at", "direction", "from_address", "subject", "body"]
     readonly_fields = fields
     show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class TicketAlertInline(admin.TabularInline):
+    model = TicketAlert
+    extra = 0
+    fields = ["created_at", "kind", "clock", "priority", "due_at", "detail"]
+    readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -28,6 +210,7 @@ class TicketEventInline(admin.TabularInline):
 
 @admin.register(Ticket)
 class TicketAdmin(admin.ModelAdmin):
+    form = TicketAdminForm
     list_display = [
         "reference",
         "received_at",
@@ -37,10 +220,10 @@ class TicketAdmin(admin.ModelAdmin):
         "business",
         "subject",
         "missing",
-        "acknowledge_due",
+        "sla_clock",
         "incident",
     ]
-    list_filter = ["priority", "status", "component", "business"]
+    list_filter = [SlaBreachedFilter, "priority", "status", "component", "business"]
     search_fields = [
         "reference",
         "subject",
@@ -52,7 +235,22 @@ class TicketAdmin(admin.ModelAdmin):
     date_hierarchy = "received_at"
     list_select_related = ["business", "incident"]
     raw_id_fields = ["incident", "owner"]
-    readonly_fields = ["reference", "priority_reasons", "created_at", "updated_at"]
+    # The clock moves through priority, status and replies, never by hand.
+    readonly_fields = [
+        "reference",
+        "priority_reasons",
+        "sla_clock",
+        "received_at",
+        "acknowledge_due",
+        "acknowledged_at",
+        "next_update_due",
+        "first_reply_sent_at",
+        "clock_paused_at",
+        "clock_paused_total",
+        "sla_breached_at",
+        "created_at",
+        "updated_at",
+    ]
     formfield_overrides = {JSONField: {"widget": Textarea(attrs={"rows": 2})}}
     fieldsets = [
         (
@@ -85,15 +283,97 @@ class TicketAdmin(admin.ModelAdmin):
             "Promises",
             {
                 "fields": [
+                    "sla_clock",
                     "received_at",
                     ("acknowledge_due", "acknowledged_at"),
                     "next_update_due",
                     "first_reply_sent_at",
+                    ("clock_paused_at", "clock_paused_total"),
+                    "sla_breached_at",
                 ]
             },
         ),
     ]
-    inlines = [TicketMessageInline, TicketEventInline]
+    reply_fieldset = (
+        "Reply to the customer",
+        {
+            "fields": [
+                "reply_script",
+                "reply_body",
+                "reply_next_update",
+                ("reply_send_anyway", "reply_override_reason"),
+            ],
+            "description": "Checked on save by the never-say check; a reply "
+            "with findings is not sent.",
+        },
+    )
+    inlines = [TicketMessageInline, TicketAlertInline, TicketEventInline]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is not None:
+            fieldsets.insert(1, self.reply_fieldset)
+        return fieldsets
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        # A new class per request (modelform_factory), so this is safe.
+        form.script_slug = request.GET.get("script", "")
+        return form
+
+    def save_model(self, request, obj, form, change):
+        """Save the fields; priority, status and the reply go through the clock."""
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        stored = Ticket.objects.get(pk=obj.pk)
+        priority, status = obj.priority, obj.status
+        obj.priority, obj.status = stored.priority, stored.status
+        super().save_model(request, obj, form, change)
+        if priority != stored.priority:
+            services.ticket_priority_change(
+                ticket=obj,
+                priority=priority,
+                reason=f"changed by {request.user} in admin",
+                actor=request.user,
+            )
+        if status != stored.status:
+            services.ticket_status_change(ticket=obj, status=status, actor=request.user)
+        data = form.cleaned_data
+        body = (data.get("reply_body") or "").strip()
+        if body:
+            message = services.ticket_reply_send(
+                ticket=obj,
+                author=request.user,
+                body=body,
+                next_update_at=data["reply_next_update"],
+                override_reason=data.get("reply_override_reason", "")
+                if data.get("reply_send_anyway")
+                else "",
+            )
+            self.message_user(
+                request,
+                f"Reply queued to the customer (message {message.pk}).",
+                messages.SUCCESS,
+            )
+        obj.refresh_from_db()
+
+    @admin.display(description="SLA clock")
+    def sla_clock(self, obj):
+        if obj.is_closed:
+            return f"stopped: {obj.status}"
+        if obj.clock_paused:
+            return (
+                f"paused since {obj.clock_paused_at:%Y-%m-%d %H:%M} UTC "
+                "(waiting on customer)"
+            )
+        due = obj.next_update_due
+        if obj.acknowledged_at is None and obj.acknowledge_due:
+            due = min(filter(None, [obj.acknowledge_due, obj.next_update_due]))
+        if due is None:
+            return "-"
+        state = "BREACHED" if obj.sla_breached_at else "due"
+        return f"{state} {services.next_update_display(ticket=obj, moment=due)}"
 
     @admin.display(description="escalations")
     def escalation_tags(self, obj):
@@ -118,3 +398,33 @@ class TicketMessageAdmin(admin.ModelAdmin):
     list_select_related = ["ticket"]
     raw_id_fields = ["ticket", "inbound_email", "author"]
     inlines = [TicketAttachmentInline]
+
+
+@admin.register(ReplyScript)
+class ReplyScriptAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "updated_at"]
+    search_fields = ["name", "slug", "body"]
+    formfield_overrides = {
+        # Wide enough to read a whole script.
+        JSONField: {"widget": Textarea(attrs={"rows": 2})},
+    }
+
+
+@admin.register(TicketAlert)
+class TicketAlertAdmin(admin.ModelAdmin):
+    list_display = ["ticket", "kind", "clock", "priority", "due_at", "created_at"]
+    list_filter = ["kind", "clock", "priority"]
+    search_fields = ["ticket__reference"]
+    list_select_related = ["ticket"]
+    readonly_fields = [
+        "ticket",
+        "kind",
+        "clock",
+        "priority",
+        "due_at",
+        "created_at",
+        "detail",
+    ]
+
+    def has_add_permission(self, request):
+        return False

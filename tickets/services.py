@@ -632,6 +632,7 @@ def ticket_status_change(
 
 def _clock_pause(ticket: Ticket, at: dt.datetime, *, actor, why: str) -> bool:
     """Stop the clock, keeping what is left on each due time; no save."""
+    at = at.astimezone(dt.UTC)
     if ticket.clock_paused_at is not None:
         return False
     if ticket.priority not in sla.PAUSABLE:
@@ -679,9 +680,10 @@ def _clock_resume(ticket: Ticket, at: dt.datetime, *, actor, why: str) -> bool:
     """Start a stopped clock with what was left on it; no save."""
     if ticket.clock_paused_at is None:
         return False
-    # A replayed message can carry a date before the pause.
-    at = max(at, ticket.clock_paused_at)
-    stopped = at - ticket.clock_paused_at
+    # A replayed message can carry a date before the pause. In UTC: two
+    # times of one zone subtract as wall-clock times.
+    at = max(at.astimezone(dt.UTC), ticket.clock_paused_at.astimezone(dt.UTC))
+    stopped = at - ticket.clock_paused_at.astimezone(dt.UTC)
     if ticket.acknowledge_remaining is not None and ticket.acknowledged_at is None:
         ticket.acknowledge_due = sla.due_after_resume(
             priority=ticket.priority,
@@ -810,6 +812,11 @@ def next_update_suggested(*, ticket: Ticket, now: dt.datetime | None = None):
     )
 
 
+def ticket_display_zone(*, ticket: Ticket) -> ZoneInfo:
+    """The zone we show this ticket's customer times in."""
+    return _display_zone(ticket)
+
+
 def next_update_display(*, ticket: Ticket, moment: dt.datetime | None) -> str:
     """A time as the customer reads it, with its day: their zone."""
     if moment is None:
@@ -829,6 +836,46 @@ def ticket_reply_render(
             next_update=next_update_display(ticket=ticket, moment=next_update_at),
         ),
     )
+
+
+def ticket_reply_check(
+    *,
+    ticket: Ticket,
+    body: str,
+    next_update_at: dt.datetime | None,
+    override_reason: str = "",
+    now: dt.datetime | None = None,
+) -> tuple[str, list[Finding]]:
+    """The reply as it would go out, and its never-say findings.
+
+    Raises `ReplyInvalid` for a reply that cannot be sent (empty, no
+    next-update time, one in the past or past the priority's period) and
+    `ReplyBlocked` for findings without an override reason. The text gets
+    a "Next update by ..." line when it does not name the time itself.
+    """
+    now = now or timezone.now()
+    body = (body or "").strip()
+    if not body:
+        raise ReplyInvalid("the reply is empty")
+    if next_update_at is None:
+        raise ReplyInvalid("every customer update carries a next-update time")
+    if timezone.is_naive(next_update_at):
+        raise ReplyInvalid("the next-update time needs a time zone")
+    if next_update_at <= now:
+        raise ReplyInvalid("the next-update time has already passed")
+    latest = next_update_suggested(ticket=ticket, now=now)
+    if next_update_at > latest:
+        raise ReplyInvalid(
+            f"a {ticket.priority} is updated by "
+            f"{next_update_display(ticket=ticket, moment=latest)} at the latest"
+        )
+    when = next_update_display(ticket=ticket, moment=next_update_at)
+    if when not in body:
+        body = f"{body}\n\n" + scripts.NEXT_UPDATE_LINE.format(next_update=when)
+    findings = check_outgoing(body)
+    if findings and not (override_reason or "").strip():
+        raise ReplyBlocked(findings)
+    return body, findings
 
 
 def ticket_reply_send(
@@ -851,28 +898,14 @@ def ticket_reply_send(
     Raises `ReplyInvalid` for a reply that cannot be sent at all.
     """
     now = now or timezone.now()
-    body = (body or "").strip()
     override_reason = (override_reason or "").strip()
-    if not body:
-        raise ReplyInvalid("the reply is empty")
-    if next_update_at is None:
-        raise ReplyInvalid("every customer update carries a next-update time")
-    if timezone.is_naive(next_update_at):
-        raise ReplyInvalid("the next-update time needs a time zone")
-    if next_update_at <= now:
-        raise ReplyInvalid("the next-update time has already passed")
-    latest = next_update_suggested(ticket=ticket, now=now)
-    if next_update_at > latest:
-        raise ReplyInvalid(
-            f"a {ticket.priority} is updated by "
-            f"{next_update_display(ticket=ticket, moment=latest)} at the latest"
-        )
-    when = next_update_display(ticket=ticket, moment=next_update_at)
-    if when not in body:
-        body = f"{body}\n\n" + scripts.NEXT_UPDATE_LINE.format(next_update=when)
-    findings = check_outgoing(body)
-    if findings and not override_reason:
-        raise ReplyBlocked(findings)
+    body, findings = ticket_reply_check(
+        ticket=ticket,
+        body=body,
+        next_update_at=next_update_at,
+        override_reason=override_reason,
+        now=now,
+    )
 
     with transaction.atomic():
         ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)

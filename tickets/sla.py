@@ -72,6 +72,7 @@ class OpenHours:
 
     def add_open_time(self, start: dt.datetime, amount: dt.timedelta) -> dt.datetime:
         """The instant when `amount` of open time has passed since `start`."""
+        start = start.astimezone(dt.UTC)
         remaining = amount
         day = start.astimezone(self.zone).date()
         # A business open at least one day a week reaches the end within a
@@ -91,6 +92,7 @@ class OpenHours:
     def open_time_between(self, start: dt.datetime, end: dt.datetime) -> dt.timedelta:
         """How much open time lies between `start` and `end`."""
         total = dt.timedelta(0)
+        start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
         if end <= start:
             return total
         day = start.astimezone(self.zone).date()
@@ -119,7 +121,10 @@ def due_times(
     """Acknowledge-by and next-update-by for a ticket received at `received_at`."""
     if priority in WALL_CLOCK:
         ack, update = WALL_CLOCK[priority]
-        return DueTimes(received_at + ack, received_at + update)
+        # In UTC: Python adds to an aware local time on the wall clock, which
+        # on a DST night lands an hour off (or on a time that never exists).
+        start = received_at.astimezone(dt.UTC)
+        return DueTimes(start + ack, start + update)
     hours = OpenHours.of(business)
     acknowledge_by = hours.add_open_time(received_at, hours.business_day)
     return DueTimes(acknowledge_by, acknowledge_by)
@@ -130,7 +135,7 @@ def next_update_after(
 ) -> dt.datetime:
     """When the update after one sent at `moment` is due."""
     if priority in WALL_CLOCK:
-        return moment + WALL_CLOCK[priority][1]
+        return moment.astimezone(dt.UTC) + WALL_CLOCK[priority][1]
     hours = OpenHours.of(business)
     return hours.add_open_time(moment, hours.business_day)
 
@@ -146,7 +151,8 @@ def remaining_on_clock(
     if due <= moment:
         return dt.timedelta(0)
     if priority in WALL_CLOCK:
-        return due - moment
+        # In UTC: two times of one zone subtract as wall-clock times.
+        return due.astimezone(dt.UTC) - moment.astimezone(dt.UTC)
     return OpenHours.of(business).open_time_between(moment, due)
 
 
@@ -162,5 +168,5 @@ def due_after_resume(
         # It was already late when it stopped; it is late now.
         return moment
     if priority in WALL_CLOCK:
-        return moment + remaining
+        return moment.astimezone(dt.UTC) + remaining
     return OpenHours.of(business).add_open_time(moment, remaining)
