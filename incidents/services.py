@@ -31,7 +31,14 @@ from notifications.models import Notification
 from notifications.services import notification_enqueue
 from tickets import scripts as ticket_scripts
 from tickets.guardrail import Finding, check_outgoing
-from tickets.models import Ticket, TicketEvent, TicketMessage
+from tickets.models import (
+    SCRIPT_PLACEHOLDERS,
+    ReplyScript,
+    Ticket,
+    TicketEvent,
+    TicketMessage,
+    script_placeholder_errors,
+)
 from tickets.sla import DEFAULT_ZONE, next_update_after
 
 from .models import Component, Incident, IncidentClockAlert, IncidentUpdate
@@ -45,40 +52,33 @@ OPEN_TICKET_STATUSES = (
     Ticket.Status.WAITING_ON_CUSTOMER,
     Ticket.Status.OPEN,
 )
-# In an update's words, replaced by the next-update time in each
-# recipient's own zone ("11:22 PM EST").
-TIME_PLACEHOLDER = "{time}"
 # The owner is reminded this long before a customer update is due.
 REMINDER_LEAD = dt.timedelta(minutes=10)
 
-# The field guide's scripts are the default words of an update; mitigating
-# and monitoring have none there and are written in the same voice. Each
-# passes the never-say check.
-# Limitation: fixed texts until the tickets app's editable reply scripts
-# exist; the admin form starts from these.
-UPDATE_SCRIPTS = {
-    Status.INVESTIGATING: ticket_scripts.ACKNOWLEDGEMENT["P0"],
-    Status.IDENTIFIED: (
-        "We've identified the cause and are working on a fix. Notifications "
-        "may be delayed for some calls. Next update by {time}. If needed, your "
-        "on-call can place a manual callback."
-    ),
+# An update starts from the tickets app's reply script for its status
+# (ReplyScript rows, editable in admin, seeded from the field guide), with
+# the same placeholders: {next_update} becomes the time in each recipient's
+# own zone, {reference} the ticket's. The field guide has no script for
+# mitigating and monitoring; these are written in the same voice and pass
+# the never-say check.
+UPDATE_SCRIPT_SLUGS = {
+    Status.INVESTIGATING: "acknowledgement",
+    Status.IDENTIFIED: "status-identified",
+    Status.RESOLVED: "resolved",
+}
+UPDATE_SCRIPTS_HERE = {
     Status.MITIGATING: (
         "We're applying a fix and delayed notifications are starting to "
-        "arrive. Some calls may still be affected. Next update by {time}. If "
-        "needed, your on-call can place a manual callback."
+        "arrive. Some calls may still be affected. Next update by "
+        "{next_update}. If needed, {workaround}."
     ),
     Status.MONITORING: (
         "A fix is in place and we're watching call intake and notifications "
-        "closely. Next update by {time}. If you notice a missing or late "
-        "notification, reply here with the caller number and time."
-    ),
-    Status.RESOLVED: (
-        "This incident is resolved. Call intake and notifications are "
-        "operating normally. If you notice any remaining issues, reply here "
-        "and we'll follow up."
+        "closely. Next update by {next_update}. If you notice a missing or "
+        "late notification, reply here with the caller number and time."
     ),
 }
+NEXT_UPDATE_PLACEHOLDER = "{next_update}"
 
 REMINDER_SMS = (
     "afterhours incident #{id} ({title}): customer update due by {due} "
@@ -288,7 +288,7 @@ def incident_post_update(
     status = Status(status)
     text = (body or "").strip()
     if not text and status == Status.RESOLVED:
-        text = UPDATE_SCRIPTS[Status.RESOLVED]
+        text = update_script(status=Status.RESOLVED)
     if not text:
         raise IncidentUpdateRefused("an update needs some words")
     if next_update_at is not None and timezone.is_naive(next_update_at):
@@ -304,10 +304,13 @@ def incident_post_update(
             )
         if next_update_at <= now:
             raise NextUpdateRequired("the next-update time must be in the future")
-    if TIME_PLACEHOLDER in text and next_update_at is None:
+    errors = script_placeholder_errors(text)
+    if errors:
+        raise IncidentUpdateRefused("; ".join(errors))
+    if NEXT_UPDATE_PLACEHOLDER in text and next_update_at is None:
         raise IncidentUpdateRefused(
-            f"the text names a next-update time ({TIME_PLACEHOLDER}) but the "
-            "update has none"
+            f"the text names a next-update time ({NEXT_UPDATE_PLACEHOLDER}) but "
+            "the update has none"
         )
 
     findings: list[Finding] = []
@@ -408,24 +411,43 @@ def incident_update_fan_out(*, update: IncidentUpdate) -> int:
     return owed
 
 
+def update_script(*, status: str) -> str:
+    """The words an update of `status` starts from, placeholders unfilled."""
+    slug = UPDATE_SCRIPT_SLUGS.get(Status(status))
+    if slug is None:
+        return UPDATE_SCRIPTS_HERE[Status(status)]
+    script = ReplyScript.objects.filter(slug=slug).first()
+    return script.body if script is not None else ticket_scripts.DEFAULT_SCRIPTS[slug]
+
+
 def update_text(
     *,
     body: str,
     next_update_at: dt.datetime | None,
     zone: ZoneInfo | dt.tzinfo,
     reference: dt.datetime,
+    ticket: Ticket | None = None,
+    business: Business | None = None,
 ) -> str:
-    """An update's words for one reader: the next-update time in their zone.
+    """An update's words for one reader, placeholders filled.
 
-    Text without the placeholder gets the time as a closing sentence, so
-    no customer-facing update goes out without it.
+    The next-update time is written in the reader's zone; text that does
+    not name it gets it as a closing sentence, so no customer-facing
+    update goes out without it. Raises ValueError on a broken placeholder
+    (`update_placeholder_errors` tells the agent first).
     """
-    if next_update_at is None:
-        return body
-    when = local_time(next_update_at, zone, reference)
-    if TIME_PLACEHOLDER in body:
-        return body.replace(TIME_PLACEHOLDER, when)
-    return f"{body}\n\nNext update by {when}."
+    when = local_time(next_update_at, zone, reference) if next_update_at else ""
+    values = {
+        "next_update": when,
+        "reference": ticket.reference if ticket is not None else "",
+        "workaround": ticket_scripts.DEFAULT_WORKAROUND,
+        "business": business.name if business is not None else "",
+        "name": (ticket.requester_name or "").strip().strip('"') if ticket else "",
+    }
+    text = body.format_map({name: values[name] for name in SCRIPT_PLACEHOLDERS})
+    if when and NEXT_UPDATE_PLACEHOLDER not in body:
+        text += "\n\n" + ticket_scripts.NEXT_UPDATE_LINE.format(next_update=when)
+    return text
 
 
 def local_time(
@@ -459,6 +481,8 @@ def _tell_ticket(*, update: IncidentUpdate, ticket: Ticket) -> int:
             next_update_at=update.next_update_at,
             zone=zone,
             reference=update.created_at,
+            ticket=ticket,
+            business=ticket.business,
         ),
         ticket_scripts.REFERENCE_LINE.format(reference=ticket.reference),
         ticket_scripts.SIGN_OFF.format(team=settings.SUPPORT_FROM_NAME),
@@ -539,6 +563,7 @@ def _tell_contact(*, update: IncidentUpdate, business: Business, address: str) -
                 next_update_at=update.next_update_at,
                 zone=business.zone,
                 reference=update.created_at,
+                business=business,
             ),
             ticket_scripts.SIGN_OFF.format(team=settings.SUPPORT_FROM_NAME),
         ]

@@ -11,13 +11,14 @@ from django.db import connection, transaction
 from incidents import services
 from incidents.models import Incident, IncidentClockAlert, IncidentUpdate
 from incidents.services import (
-    UPDATE_SCRIPTS,
     GuardrailBlocked,
     IncidentAlreadyResolved,
+    IncidentUpdateRefused,
     NextUpdateRequired,
     incident_clock_check,
     incident_post_update,
     incident_update_fan_out,
+    update_script,
 )
 from notifications.models import Notification
 from tests.factories import TicketFactory, TicketMessageFactory, UserFactory
@@ -83,7 +84,7 @@ def post(incident, **overrides):
         "incident": incident,
         "author": None,
         "status": "identified",
-        "body": UPDATE_SCRIPTS["identified"],
+        "body": update_script(status="identified"),
         "next_update_at": IN_30,
         "now": NOW,
     }
@@ -141,7 +142,8 @@ def test_the_next_update_time_is_written_in_each_business_zone(incident):
     assert "Next update by 11:00 PM EST." in harbor.body
     assert "Next update by 10:00 PM CST." in cedar.body
     assert harbor.body.startswith("Hello Dana Whitfield,")
-    assert "{time}" not in harbor.body
+    assert "{next_update}" not in harbor.body
+    assert "If needed, your on-call can place a manual callback." in harbor.body
 
 
 def test_an_update_without_the_time_placeholder_gets_the_next_update_line(incident):
@@ -149,6 +151,34 @@ def test_an_update_without_the_time_placeholder_gets_the_next_update_line(incide
 
     owed = updates_owed().get(recipient="dispatch@harborplumbing.example")
     assert "working on a fix.\n\nNext update by 11:00 PM EST." in owed.body
+
+
+def test_placeholders_fill_per_ticket_and_a_broken_one_is_refused(incident):
+    post(incident, body="Your ticket {reference}: next update by {next_update}.")
+
+    ticket = incident.tickets.get(requester_email="dispatch@harborplumbing.example")
+    owed = updates_owed().get(ticket=ticket)
+    assert f"Your ticket {ticket.reference}: next update by 11:00 PM EST." in (
+        owed.body
+    )
+    with pytest.raises(IncidentUpdateRefused, match="unknown placeholder"):
+        post(incident, body="Next update by {time}.")
+
+
+@pytest.mark.parametrize("status", [s for s, _ in Incident.Status.choices])
+def test_every_status_starts_from_words_that_pass_the_never_say_check(status):
+    from tickets.guardrail import check_outgoing
+
+    text = services.update_text(
+        body=update_script(status=status),
+        next_update_at=IN_30,
+        zone=dt.UTC,
+        reference=NOW,
+    )
+
+    assert check_outgoing(text) == []
+    if status != "resolved":
+        assert "by 4:00 AM UTC" in text
 
 
 def test_an_update_threads_on_the_ticket_conversation(incident):
@@ -253,7 +283,7 @@ def test_resolving_tells_the_tickets_with_the_resolved_script_then_resolves_them
 
     update = post(incident, status="resolved", body="", next_update_at=None)
 
-    assert update.body == UPDATE_SCRIPTS["resolved"]
+    assert update.body == update_script(status="resolved")
     incident.refresh_from_db()
     assert incident.status == "resolved"
     assert incident.resolved_at == NOW
