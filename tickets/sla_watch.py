@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Case, DateTimeField, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from afterhours.privacy import mask_email, mask_phone
@@ -84,26 +84,29 @@ def _owing_ids(now: dt.datetime) -> list[int]:
             )
         )
 
+    # Each priority reminds its own lead time ahead of the due time.
+    horizon = Case(
+        *[
+            When(priority=priority, then=Value(now + lead))
+            for priority, lead in REMINDER_LEAD.items()
+        ],
+        output_field=DateTimeField(),
+    )
     owing = Q()
-    for priority, lead in REMINDER_LEAD.items():
-        horizon = now + lead
-        for clock, due_field, running in (
-            (
-                TicketAlert.Clock.ACKNOWLEDGE,
-                "acknowledge_due",
-                Q(acknowledged_at__isnull=True),
-            ),
-            (TicketAlert.Clock.NEXT_UPDATE, "next_update_due", Q()),
-        ):
-            breach = Q(**{f"{due_field}__lte": now}) & ~written(
-                TicketAlert.Kind.BREACH, clock, due_field
-            )
-            reminder = Q(
-                **{f"{due_field}__gt": now, f"{due_field}__lte": horizon}
-            ) & ~written(TicketAlert.Kind.REMINDER, clock, due_field)
-            owing |= Q(priority=priority) & running & (breach | reminder)
+    for clock, due_field, running in (
+        (TicketAlert.Clock.ACKNOWLEDGE, "acknowledge_due", Q(acknowledged_at=None)),
+        (TicketAlert.Clock.NEXT_UPDATE, "next_update_due", Q()),
+    ):
+        breach = Q(**{f"{due_field}__lte": now}) & ~written(
+            TicketAlert.Kind.BREACH, clock, due_field
+        )
+        reminder = Q(
+            **{f"{due_field}__gt": now, f"{due_field}__lte": F("reminder_horizon")}
+        ) & ~written(TicketAlert.Kind.REMINDER, clock, due_field)
+        owing |= running & (breach | reminder)
     return list(
-        Ticket.objects.filter(owing, clock_paused_at__isnull=True)
+        Ticket.objects.annotate(reminder_horizon=horizon)
+        .filter(owing, clock_paused_at=None)
         .exclude(status__in=[Ticket.Status.RESOLVED, Ticket.Status.CLOSED])
         .order_by("next_update_due", "pk")
         .values_list("pk", flat=True)[:SWEEP_LIMIT]
