@@ -163,6 +163,46 @@ def test_after_the_incident_is_resolved_new_reports_open_a_new_one(businesses):
     assert first.tickets.count() == 2
 
 
+def test_a_reply_that_names_the_failing_part_correlates_its_ticket(businesses):
+    """Cedar's first message names nothing; its reply says SMS is failing."""
+    from intake.services import inbound_email_process, inbound_email_store
+
+    ingest_report("harbor", minutes(0))
+    first = (
+        b"From: Front Desk <frontdesk@cedarridgevet.example>\r\n"
+        b"To: support@afterhours.example\r\nSubject: Question about our account\r\n"
+        b"Date: Tue, 08 Dec 2026 03:35:00 +0000\r\n"
+        b"Message-ID: <cedar-question@mail.example>\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+        b"Hi, could someone call us back about our account setup? Thanks.\r\n"
+    )
+    stored, _ = inbound_email_store(raw=first, esp="test", received_at=minutes(5))
+    inbound_email_process(inbound_email_id=stored.pk)
+    cedar = Ticket.objects.get(business__name__startswith="Cedar")
+    assert cedar.component == "" and not Incident.objects.exists()
+
+    reply = (
+        "From: Front Desk <frontdesk@cedarridgevet.example>\r\n"
+        "To: support@afterhours.example\r\n"
+        f"Subject: Re: Question about our account [{cedar.reference}]\r\n"
+        "Date: Tue, 08 Dec 2026 03:45:00 +0000\r\n"
+        "Message-ID: <cedar-reply@mail.example>\r\n"
+        "In-Reply-To: <cedar-question@mail.example>\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+        "Also, since 9:15pm CT our on-call is not receiving the SMS for calls "
+        "to 312-555-0118. Email summaries still arrive.\r\n"
+    ).encode()
+    stored, _ = inbound_email_store(raw=reply, esp="test", received_at=minutes(15))
+    inbound_email_process(inbound_email_id=stored.pk)
+
+    cedar.refresh_from_db()
+    incident = Incident.objects.get()
+    assert cedar.component == "sms"
+    assert cedar.incident_id == incident.pk and cedar.priority == "P0"
+    assert Ticket.objects.get(business__name__startswith="Harbor").priority == "P0"
+    assert Notification.objects.filter(reason="p0_page", ticket=cedar).count() == 2
+
+
 def test_a_ticket_without_a_known_component_does_not_correlate(businesses):
     ingest_report("harbor", minutes(0))
     ticket = Ticket.objects.get()
