@@ -227,6 +227,9 @@ _ABBREVIATION_RE = re.compile(
 )
 _SPACES_RE = re.compile(r"\s+")
 _REPLY_PREFIX_RE = re.compile(r"^(?:(?:re|fwd?|aw|tr|sv)\s*:\s*)+", re.I)
+# "Re:" (and its German and Nordic forms) names a reply: the subject is the
+# old conversation's, not what the customer says now.
+_ANSWER_PREFIX_RE = re.compile(r"^(?:re|aw|sv)\s*:", re.I)
 
 
 def _normalise(text) -> str:
@@ -347,9 +350,15 @@ def _prepare(subject, body) -> _Text:
 def _prepare_cached(subject: str, body: str) -> _Text:
     main, signature = _split_body(_normalise(body))
     subject_text = _SPACES_RE.sub(" ", _normalise(subject)).strip()
+    is_reply = bool(_ANSWER_PREFIX_RE.match(subject_text))
     subject_text = _REPLY_PREFIX_RE.sub("", _TICKET_TAG_RE.sub("", subject_text))
     subject_part = (subject_text,) if subject_text else ()
     body_part = tuple(_sentences(main))
+    if is_reply and body_part:
+        # A reply's subject reports the old problem ("Re: lines down"); the
+        # new words are in the body, and a reply that says all is well
+        # again must not be triaged by its subject.
+        subject_part = ()
     return _Text(
         subject=subject_part,
         body=body_part,
@@ -393,7 +402,8 @@ _LINE_CUE_RE = re.compile(
 _CALLER_CUE_RE = re.compile(
     r"\b(?:callers?(?:'s)?|called\s+(?:us\s+|in\s+)?from|call(?:ing|s)?\s+from"
     r"|rang\s+(?:us\s+)?from|texted\s+from|from|example|e\.g\.|for\s+instance"
-    r"|such\s+as|call\s*back\s+number|tenant|patient|client|customer)(?![\w'])",
+    r"|such\s+as|call\s*back\s+number"
+    r"|(?:tenant|patient|client|customer|homeowner|resident)(?:'s)?)(?![\w'])",
     re.I,
 )
 _CONTACT_CUE_RE = re.compile(
@@ -505,11 +515,17 @@ _ZONE_PATTERN = r"""
   | cet|jst|sgt|hkt|[ecmp]t
   | local\s+time
 """
+# A part of the day written after a clock reading without AM or PM ("around
+# 10 last night", "6:30 this morning") says which half of the day it is.
+_DAY_PART = r"""(?:last\s+night|tonight|yesterday\s+(?:morning|afternoon|evening)
+    |this\s+(?:morning|afternoon|evening)|in\s+the\s+(?:morning|afternoon|evening)
+    |at\s+night)\b"""
 _TIME_RE = re.compile(
     rf"""
     (?<![\w:.$/-])
     (?:
         (?P<h>1[0-2]|0?[1-9])(?:[:.](?P<m>[0-5]\d))?\s*(?P<mer>[ap])\.?\s?m\b\.?
+      | (?P<ph>1[0-2]|0?[1-9])(?::(?P<pm>[0-5]\d))?(?![\d:])\s+(?P<part>{_DAY_PART})
       | (?P<H>[01]?\d|2[0-3]):(?P<M>[0-5]\d)(?![\d:])(?!\s*[ap]\.?\s?m\b)
       | (?P<word>noon|midnight)\b
     )
@@ -573,6 +589,14 @@ _DATE_RES = [
         ),
     ),
 ]
+_REL_DATE_RE = dict(_DATE_RES)["rel"]
+# A bare hour ("around 10 last night") is a time only after one of these;
+# "we had 3 last night" counts calls.
+_BARE_HOUR_CUE_RE = re.compile(
+    r"\b(?:at|around|about|since|from|after|before|until|till|by|approx\.?"
+    r"|roughly|like|near)\s*~?\s*$",
+    re.I,
+)
 _ISO_DATETIME_RE = re.compile(
     r"\b20\d\d-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d)?(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?(?!\d)"
 )
@@ -790,13 +814,39 @@ class _TimeCandidate:
     resolve: Callable[[], tuple[dt.datetime | None, bool]] | None = None
 
 
-def _localise(naive: dt.datetime, zone: dt.tzinfo) -> dt.datetime | None:
-    """``naive`` as an aware time in ``zone``; None if it is repeated or skipped."""
+_DAYLIGHT_WORDS = frozenset(
+    {"edt", "cdt", "mdt", "pdt", "akdt", "adt", "ndt", "aedt", "cest", "bst"}
+)
+
+
+def _says_daylight(zone_word: str) -> bool:
+    """Whether the zone word names summer time ("EDT", "Eastern Daylight")."""
+    word = zone_word.strip().lower()
+    return word in _DAYLIGHT_WORDS or "daylight" in word
+
+
+def _localise(
+    naive: dt.datetime, zone: dt.tzinfo, *, daylight: bool = False
+) -> dt.datetime | None:
+    """``naive`` as an aware time in ``zone``; None if it is repeated or skipped.
+
+    With ``daylight`` a repeated time is the summer-time one: "1:30 AM EDT"
+    on the night clocks go back names the first 1:30. A standard-time word
+    settles nothing, since people write "EST" all year round.
+    """
     first = naive.replace(tzinfo=zone, fold=0)
     second = naive.replace(tzinfo=zone, fold=1)
-    if first.utcoffset() != second.utcoffset():
+    if first.utcoffset() == second.utcoffset():
+        return first
+    if not daylight:
         return None
-    return first
+    for candidate in (first, second):
+        if not candidate.dst():
+            continue
+        round_trip = candidate.astimezone(UTC).astimezone(zone)
+        if round_trip.replace(tzinfo=None) == naive and round_trip.dst():
+            return candidate
+    return None
 
 
 def _date_spans(sentence: str) -> list[tuple[int, int, str, re.Match]]:
@@ -898,7 +948,15 @@ def _time_candidates(
     for sentence in sentences:
         if len(zoned) >= MAX_MENTIONS or len(found) >= MAX_MENTIONS:
             break
-        matches = list(_TIME_RE.finditer(sentence))
+        matches = [
+            match
+            for match in _TIME_RE.finditer(sentence)
+            if not match["ph"]
+            or match["pm"]
+            or _BARE_HOUR_CUE_RE.search(
+                sentence, max(0, match.start() - 12), match.start()
+            )
+        ]
         spans = _date_spans(sentence) if matches else []
         for index, match in enumerate(matches):
             zone_word = match["zone"] or ""
@@ -990,14 +1048,21 @@ def _clock_candidate(
     time_end = match.end()
     if match["zone"] and not zone_word:
         time_end = match.start("zone")
-    date_span = _nearest_date(spans, match.start(), time_end, low, high)
+    if match["part"]:
+        # The part of the day is the date too ("last night", "this morning").
+        rel = _REL_DATE_RE.search(match["part"])
+        date_span = (
+            (match.start("part"), match.end("part"), "rel", rel) if rel else None
+        )
+    else:
+        date_span = _nearest_date(spans, match.start(), time_end, low, high)
 
     start = min(match.start(), date_span[0]) if date_span else match.start()
     end = max(time_end, date_span[1]) if date_span else time_end
     text = sentence[start:end].strip(" ,;")
     score = _start_score(sentence, match.start())
     score += 2 if zone_word else 0
-    score += 1 if date_span else 0
+    score += 1 if date_span or match["part"] else 0
 
     def resolve() -> tuple[dt.datetime | None, bool]:
         value = _clock_value(
@@ -1011,6 +1076,27 @@ def _clock_candidate(
         return value, value is None
 
     return _TimeCandidate(order, score, text, None, False, resolve)
+
+
+def _day_part_hour(hour: int, part: str) -> int | None:
+    """The 24-hour hour of "10 last night" or "6:30 this morning", or None.
+
+    Only the readings people mean are accepted: "5 last night" or "9 this
+    afternoon" could be either half of the day and stay unclear.
+    """
+    part = part.lower()
+    if "morning" in part:
+        return hour if hour < 12 else None
+    if "afternoon" in part:
+        return 12 if hour == 12 else hour + 12 if hour <= 6 else None
+    if "evening" in part:
+        return hour + 12 if 5 <= hour <= 11 else None
+    # Night: the evening before midnight, or the small hours after it.
+    if 6 <= hour <= 11:
+        return hour + 12
+    if hour == 12:
+        return 0
+    return hour if hour <= 4 else None
 
 
 def _clock_value(
@@ -1027,6 +1113,11 @@ def _clock_value(
     ambiguous_meridiem = False
     if match["word"]:
         hour, minute = (12, 0) if match["word"].lower() == "noon" else (0, 0)
+    elif match["part"]:
+        hour = _day_part_hour(int(match["ph"]), match["part"])
+        minute = int(match["pm"] or 0)
+        if hour is None:
+            return None
     elif match["mer"]:
         hour = int(match["h"]) % 12 + (12 if match["mer"].lower() == "p" else 0)
         minute = int(match["m"] or 0)
@@ -1054,7 +1145,7 @@ def _clock_value(
     if roll_back and naive > local_now.replace(tzinfo=None) + dt.timedelta(minutes=5):
         naive -= dt.timedelta(days=1)
     try:
-        value = _localise(naive, zone)
+        value = _localise(naive, zone, daylight=_says_daylight(zone_word))
     except (OverflowError, ValueError):
         value = None
     if value is None:
@@ -1067,19 +1158,35 @@ def _clock_value(
 
 # --- Symptoms and workaround ----------------------------------------------------
 
+# "Only" is a symptom when it limits what arrived ("only getting half"),
+# not in "Luis is the only one on call".
 _SYMPTOM_CUE_RE = re.compile(
     r"(?:\b(?:not|never|no|none|nothing|without|fail\w*|errors?|broken|wrong"
     r"|missing|miss(?:ed|ing)?|lost|dead|down|busy|slow\w*|delay\w*|late|stuck"
     r"|stopped|instead|hard\s+to|unable|problems?|issues?|glitch\w*|bugs?"
-    r"|outages?|seeing|duplicat\w*|blank|empty|garbled|took|off|only|but"
-    r"|another\s+company|someone\s+else|cannot|drop\w*|cut\s+off|disconnect\w*"
-    r"|hung\s+up|nobody|no\s+one|forever)\b|n't\b)",
+    r"|outages?|seeing|duplicat\w*|twice|blank|empty|garbled|took|off|but"
+    r"|only\s+(?:some|a\s+few|half|part|one\s+of|\d+|by|via|getting|get|got|came"
+    r"|comes?|arriv\w*|shows?|works?|found\s+out)"
+    r"|another|someone\s+else|(?:meant|intended)\s+for|belong(?:s|ing)?\s+to"
+    r"|cannot|drop\w*|cut\s+off|disconnect\w*|bounc\w*|reject\w*|undeliver\w*"
+    r"|tim(?:ing|ed)\s+out|voice\s?mail|unanswered|silence|disappeared|gone"
+    r"|typos?|misspel\w*|spell(?:s|ed|ing)?|format\w*|spacing|all\s+caps"
+    r"|looks?\s+(?:odd|weird)|run\s+together"
+    r"|hung\s+up|nobody|no\s+one|forever)\b|n't\b"
+    r"|\b(?:are|is|was|were|do|does|did|have|has|had|ca|wo)nt\b)",
     re.I,
 )
 _WORKAROUND_NONE_RE = re.compile(
-    r"\b(?:no\s+work-?\s?arounds?|(?:have\s*not|haven't|didn't|did\s+not"
-    r"|have\s+not\s+yet|not\s+yet|not)\s+tried\s+anything|(?:we\s+)?tried\s+nothing"
-    r"|nothing\s+(?:tried|yet)|no\s+(?:fix|fallback)\s+(?:yet|on\s+our\s+side))",
+    r"\b(?:no\s+work-?\s?arounds?|(?:have\s*not|haven'?t|didn'?t|did\s+not"
+    r"|have\s+not\s+yet|not\s+yet|not)\s+(?:tried|try)\s+anything"
+    r"|(?:we\s+)?tried\s+nothing|nothing\s+(?:tried|yet)"
+    r"|no\s+(?:fix|fallback)\s+(?:yet|on\s+our\s+side))",
+    re.I,
+)
+# Calling one's own line to see what callers get is a test, not a workaround.
+_TEST_CALL_RE = re.compile(
+    r"\btried\s+(?:to\s+)?(?:call(?:ing)?|dial(?:l?ing)?|ring(?:ing)?|phon(?:e|ing))"
+    r"\b",
     re.I,
 )
 _WORKAROUND_DONE_RE = re.compile(
@@ -1087,8 +1194,10 @@ _WORKAROUND_DONE_RE = re.compile(
     r"|in\s+the\s+meantime|meanwhile|stop-?gap|rebooted|restarted|power[- ]cycled"
     r"|switched|forwarded\s+(?:our|the|all)\s+(?:calls|lines?)|working\s+off"
     r"|fall(?:ing)?\s*back\s+to|as\s+a\s+(?:work-?around|backup)"
-    r"|we(?:'ve|\s+have|\s+are|'re)?\s+(?:been\s+)?(?:checking|calling\s+back"
-    r"|forwarding|using))\b",
+    r"|(?:we|i)(?:'ve|\s+have|\s+are|'re|'m|\s+am)?\s+(?:been\s+)?(?:checking"
+    r"|calling\s+(?:back|the\s+(?:answering\s+)?service|the\s+call\s+provider)"
+    r"|forwarding|using|reading|watching|copying|keeping\s+a|monitoring|routing"
+    r"|logging))\b",
     re.I,
 )
 
@@ -1097,7 +1206,14 @@ def _workaround(sentences: Sequence[str]) -> str:
     for sentence in sentences:
         if sentence.rstrip().endswith("?"):
             continue
-        if _WORKAROUND_NONE_RE.search(sentence) or _WORKAROUND_DONE_RE.search(sentence):
+        if _WORKAROUND_NONE_RE.search(sentence):
+            return sentence[:1000]
+        done = [
+            match
+            for match in _WORKAROUND_DONE_RE.finditer(sentence)
+            if not _TEST_CALL_RE.match(sentence, match.start())
+        ]
+        if done:
             return sentence[:1000]
     return ""
 
@@ -1113,6 +1229,9 @@ def _symptoms(text: _Text, workaround: str) -> str:
             sentence
         ):
             chosen.append(sentence)
+    if not chosen and workaround and _SYMPTOM_CUE_RE.search(workaround):
+        # A run-on message says everything in one sentence.
+        chosen.append(workaround)
     return " ".join(chosen)[:2000]
 
 
@@ -1216,77 +1335,118 @@ _SAFETY_RE = re.compile(
     r"|overdose|seizure|injur(?:y|ed|ies)|suicid\w*|break-?in|intruder)\b",
     re.I,
 )
+# A few words or a phone number between a noun and what it does ("our line
+# (617) 555-0142 stopped getting answered").
+_GAP = r"(?:\s+[\w()+.'-]+){0,4}?"
+_NOT = r"(?:not|n't|nt)"
 _INTAKE_DOWN_RE = re.compile(
-    r"\b(?:all\s+(?:of\s+)?(?:our\s+|the\s+|my\s+)?(?:phone\s+)?lines?\s+(?:are\s+"
-    r"|went\s+|have\s+gone\s+)?(?:dead|down)"
-    r"|(?:lines?|phones?|numbers?)\s+(?:(?:is|are|went|has\s+gone|have\s+gone)\s+)?"
-    r"(?:dead|down|disconnected|out\s+of\s+service)"
-    r"|(?:lines?|phones?)(?:\s+\w+){0,3}?\s+(?:is|are)?\s*(?:not|n't)\s+"
-    r"(?:working|ringing|answering|connecting)"
+    r"\b(?:all\s+(?:of\s+)?(?:our\s+|the\s+|my\s+|their\s+)?(?:phone\s+)?lines?\s+"
+    r"(?:are\s+|went\s+|have\s+gone\s+)?(?:dead|down)"
+    rf"|(?:lines?|phones?|numbers?){_GAP}\s+(?:(?:is|are|was|were|went|has\s+gone"
+    r"|have\s+gone|has\s+been|have\s+been)\s+)?(?:completely\s+|totally\s+|just\s+)?"
+    r"(?:dead|down|disconnected|out\s+of\s+service|(?:not|no\s+longer)\s+in\s+service)"
+    rf"|(?:lines?|phones?|numbers?){_GAP}\s+(?:is|are|was|were)?\s*{_NOT}\s+"
+    r"(?:being\s+)?(?:working|ringing|answer(?:ing|ed)|connecting|picked\s+up)"
+    rf"|(?:lines?|calls?|numbers?){_GAP}\s+(?:just\s+)?stopped\s+(?:getting\s+"
+    r"|being\s+)?(?:answer\w*|ringing|connecting|(?:coming|going|getting)\s+through)"
+    rf"|phones?{_GAP}\s+(?:just\s+)?stopped\s+ringing"
     r"|(?:fast\s+)?busy\s+signal|callers?\s+(?:hear|get)s?\s+(?:a\s+)?(?:fast\s+)?busy"
-    r"|calls?\s+(?:are\s+|is\s+|were\s+|was\s+)?(?:not|n't)\s+(?:being\s+)?"
-    r"(?:answered|connect\w*|going\s+through|getting\s+through|coming\s+through)"
-    r"|calls?\s+(?:are\s+|is\s+)?(?:not|n't)\s+(?:being\s+)?picked\s+up"
-    r"|(?:no\s+one|nobody)\s+(?:is\s+)?(?:answering|picking\s+up)"
-    r"|can(?:no|')t\s+get\s+through|call\s+intake\s+(?:is\s+)?(?:down|failing|dead)"
-    r"|rings?\s+(?:out|forever|and\s+rings)|dead\s+air"
-    r"|not\s+receiving\s+(?:any\s+)?calls|no\s+calls\s+(?:are\s+)?(?:coming|getting)"
-    r"\s+(?:in|through)|lignes?\s+coup[ée]es?"
-    r"|(?:calls?|callers?)\s+(?:\w+\s+){0,2}?(?:get|gets|are|were|is|being|keep)?\s*"
+    r"|callers?\s+(?:only\s+|just\s+)?(?:hear|get)s?\s+(?:silence|nothing|dead\s+air)"
+    rf"|calls?{_GAP}\s+(?:are\s+|is\s+|were\s+|was\s+)?{_NOT}\s+(?:being\s+)?"
+    r"(?:answered|connect\w*|(?:going|getting|coming)\s+through|picked\s+up)"
+    r"|(?:calls?|lines?)\s+(?:go|goes|went|going|are\s+going)\s+unanswered"
+    r"|(?:no\s+one|nobody)\s+(?:is\s+)?(?:answer(?:ing|s|ed)|pick(?:ing|s|ed)\s+up)"
+    r"|(?:can(?:no|')?t|cannot|couldn'?t)\s+get\s+through"
+    r"|call\s+intake\s+(?:is\s+)?(?:down|failing|dead)"
+    r"|rings?\s+(?:out|forever|and\s+rings)|ring(?:s|ing)?\s+(?:with\s+)?no\s+answer"
+    r"|dead\s+air|(?:go|goes|went|going)\s+(?:straight\s+|directly\s+|right\s+)?to\s+"
+    r"voice\s?mail|not\s+receiving\s+(?:any\s+)?calls|no\s+calls\s+(?:are\s+)?"
+    r"(?:coming|getting)\s+(?:in|through)|lignes?\s+coup[ée]es?"
+    rf"|(?:calls?|callers?){_GAP}\s+(?:get|gets|are|were|is|being|keep)?\s*"
     r"(?:\w+\s+)?(?:dropped|cut\s+off|disconnected|hung\s+up\s+on))",
     re.I,
 )
+_SMS_NOUN = r"(?:text\s+(?:alerts?|messages?)|texts?|txts?|sms|text(?:ing|ed))"
 _NOTIFY_NOUN = (
-    r"(?:(?:call\s+)?summar(?:y|ies)|texts?|sms|text\s+(?:alerts?|messages?)"
-    r"|alerts?|notifications?|pages?|paged|emails?|e-mails?)"
+    rf"(?:(?:call\s+)?summar(?:y|ies)|{_SMS_NOUN}|alerts?|notifications?|pages?"
+    r"|paged|emails?|e-mails?)"
+)
+# Negations as people type them, apostrophe or not ("arent", "didnt").
+_NEGATION = (
+    r"(?:\bnot|\bnever|\bno\s+longer|\bstopped|\bnobody|\bno\s+one|n't"
+    r"|\b(?:are|is|was|were|do|does|did|have|has|had|ca|wo)nt\b)"
 )
 _NOTIFY_FAIL_RES = [
     re.compile(
-        r"(?:\bnot|\bnever|\bno\s+longer|\bstopped|\bnobody|\bno\s+one|n't)\s+"
-        r"(?:\w+\s+){0,4}?"
-        r"(?:receiv\w*|get|getting|got|gotten|arriv\w*|com(?:e|es|ing)|came|sen[dt]\w*"
-        r"|deliver\w*|paged|alerted|notified|show(?:s|ing|n)?\s+up|reach\w*"
-        r"|go(?:es|ing)?\s+out|went\s+out|work\w*)\b",
+        rf"{_NEGATION}\s+(?:\w+\s+){{0,4}}?"
+        r"(?:receiv\w*|get|getting|got|gotten|arriv\w*|comm?(?:e|es|ing)|came"
+        r"|sen[dt]\w*|deliver\w*|paged|pag(?:e|ing)|alert(?:ed|ing)|notif\w*"
+        r"|text(?:ed|ing)|email(?:ed|ing)|show(?:s|ing|n)?\s+up|reach\w*"
+        r"|go(?:es|ing)?\s+out|went\s+out|work\w*|produc\w*|generat\w*)\b",
         re.I,
     ),
     re.compile(
         rf"\b(?:no|not\s+(?:a\s+)?single|not\s+one|zero)\s+{_NOTIFY_NOUN}\b", re.I
     ),
+    # "Summaries are missing the dashes" lacks something; it is not missing.
     re.compile(
         rf"\b{_NOTIFY_NOUN}\s+(?:\w+\s+){{0,3}}?(?:(?:are|is|were|was|have|has|keep)\s+)?"
-        r"(?:fail\w*|stopped|missing|bounc\w*|undeliver\w*|blocked)\b",
+        r"(?:fail\w*|stopped|missing(?!\s+(?:the|a|an|their|its|his|her|some|any|all"
+        r"|our|your)\b)|bounc\w*|undeliver\w*|blocked)\b",
         re.I,
     ),
 ]
 _NOTIFY_NOUN_RE = re.compile(rf"\b{_NOTIFY_NOUN}\b", re.I)
 _CLAUSE_BREAK_RE = re.compile(r"[,;]|\bbut\b", re.I)
-_SMS_NOUN_RE = re.compile(r"\b(?:text\s+(?:alerts?|messages?)|texts?|sms)\b", re.I)
+_SMS_NOUN_RE = re.compile(rf"\b{_SMS_NOUN}\b", re.I)
 _EMAIL_NOUN_RE = re.compile(r"\b(?:emails?|e-mails?)\b", re.I)
 _GENERIC_NOTIFY_RE = re.compile(
     r"\b(?:summar(?:y|ies)|alerts?|notifications?|pages?|paged)\b", re.I
 )
+_CHANNEL = r"(?:emails?|e-mails?|texts?|txts?|sms)"
 _CHANNEL_WORKS_RE = re.compile(
-    r"\b(?P<noun>emails?|e-mails?|texts?|sms)\b(?:\s+[\w']+){0,5}?\s+"
+    rf"\b(?P<noun>{_CHANNEL})\b(?:\s+[\w']+){{0,5}}?\s+"
     r"(?:(?:are|is|were|was|do|does|did|have|has)\s+)?(?:still\s+)?"
     r"(?:coming\s+(?:through|in)|arriv(?:e|es|ed|ing)|work(?:s|ed|ing)|fine|ok(?:ay)?"
     r"|go(?:es|ing)\s+out|went\s+out|getting\s+through|got\s+through|reached"
-    r"|received|deliver(?:ed|ing))\b"
-    r"|\bworking\s+off\s+(?:of\s+)?(?:the\s+)?(?P<noun2>emails?|texts?|sms)\b",
+    r"|received|deliver(?:ed|ing)|on\s+time)\b"
+    rf"|\bworking\s+off\s+(?:of\s+)?(?:the\s+)?(?P<noun2>{_CHANNEL})\b",
     re.I,
 )
-_NEGATION_RE = re.compile(r"\b(?:not|never|no)\b|n't\b", re.I)
+# The verb first: "I'm getting the emails", "getting everything by email",
+# "came only by email". Negation is looked for just before the match.
+_CHANNEL_RECEIVED_RE = re.compile(
+    r"\b(?:getting|get|got|receiving|receive|received)\s+(?:\w+\s+){0,3}?"
+    rf"(?:by|via|through|as)\s+(?:an?\s+)?(?P<noun>{_CHANNEL})\b"
+    r"|\b(?:getting|get|got|receiving|received)\s+(?:the|our|my|all\s+the)\s+"
+    rf"(?P<noun2>{_CHANNEL})\b"
+    r"|\b(?:came|comes|arrived|arrives)\s+(?:only\s+|just\s+)?(?:by|via|as)\s+"
+    rf"(?:an?\s+)?(?P<noun3>{_CHANNEL})\b",
+    re.I,
+)
+_NEGATION_RE = re.compile(
+    r"\b(?:not|never|no)\b|n't\b|\b(?:are|is|was|were|do|does|did|have|has|had|ca"
+    r"|wo)nt\b",
+    re.I,
+)
 _PARTIAL_RE = re.compile(
     r"\b(?:(?:about\s+|roughly\s+|around\s+|nearly\s+)?half\s+(?:of\s+)?(?:them|the"
-    r"\s+\w+|our\s+\w+|the\s+time)|some\s+(?:of\s+)?(?:the\s+|our\s+)?(?:calls|texts"
-    r"|callers|messages|summaries|records|lines|alerts)|intermittent(?:ly)?|sometimes"
-    r"|sporadic(?:ally)?|on\s+and\s+off|off\s+and\s+on|not\s+all|a\s+few\s+"
-    r"(?:calls|texts|of)|occasional(?:ly)?|random(?:ly)?|hit\s+or\s+miss"
-    r"|only\s+(?:some|one|a\s+few))\b",
+    r"\s+\w+|our\s+\w+|the\s+time)|some\s+(?:of\s+)?(?:the\s+|our\s+)?(?:call\s+)?"
+    r"(?:calls|texts|callers|messages|summaries|records|lines|alerts)"
+    r"|intermittent(?:ly)?|sometimes|sporadic(?:ally)?|on\s+and\s+off|off\s+and\s+on"
+    r"|not\s+all|a\s+few\s+(?:calls|texts|of)|occasional(?:ly)?|random(?:ly)?"
+    r"|hit\s+or\s+miss|only\s+(?:some|one|a\s+few)"
+    r"|\d{1,3}\s+(?:in|out\s+of|of\s+(?:the\s+)?(?:every\s+)?)\s*\d{1,4}"
+    r"|(?:a|one)\s+(?:third|quarter)|two\s+thirds|\d{1,2}\s?%)(?!\w)",
     re.I,
 )
+# Something else still works: another line, the other calls, the rest.
 _OTHER_FINE_RE = re.compile(
-    r"\b(?:other|first|second|main|rest\s+of\s+(?:our|the))\s+(?:\w+\s+){0,2}?"
-    r"(?:seems?|is|are|works?|working)\s+(?:\w+\s+)?(?:fine|ok(?:ay)?|normal(?:ly)?)\b",
+    r"\b(?:others?|first|second|main|rest\s+of\s+(?:our|the)|the\s+rest)"
+    r"(?:\s+[\w()+.-]+){0,3}?\s+(?:(?:seems?|is|are|were|was)\s+(?:\w+\s+)?"
+    r"(?:fine|ok(?:ay)?|normal(?:ly)?|working)|works?(?:\s+fine)?"
+    r"|(?:get|got|go|went|come|came)\s+through(?:\s+fine)?|arrived"
+    r"|(?:did|do)(?=\s*(?:[.;,!)]|$)))",
     re.I,
 )
 _MULTI_CUSTOMER_RE = re.compile(
@@ -1300,16 +1460,19 @@ _PRIVACY_RE = re.compile(
     r"\b(?:(?:another|other|a\s+different|the\s+wrong)\s+(?:company|business|clinic"
     r"|office|practice|account|customer)(?:'s|s'|s's)(?:\s+\w+)?\s+(?:calls?|data"
     r"|records?|messages?|summar\w+|info\w*|patients?|customers?)"
-    r"|(?:calls?|records?|data|summar\w+|messages?)\s+(?:that\s+(?:are|were)\s+)?"
-    r"(?:for|from|of|belonging\s+to)\s+(?:another|a\s+different|the\s+wrong)\s+"
-    r"(?:company|business|clinic|office|practice|account|customer)"
+    r"|(?:calls?|records?|data|summar\w+|messages?|patients?)\s+(?:that\s+)?"
+    r"(?:are\s+|were\s+)?(?:for|from|of|(?:meant|intended)\s+for"
+    r"|belong(?:s|ing)?\s+to)\s+(?:another|a\s+different|the\s+wrong|other)\s+"
+    r"(?:\w+\s+)?(?:company|companies|business(?:es)?|clinics?|offices?|practices?"
+    r"|accounts?|customers?)"
     r"|someone\s+else'?s\s+(?:calls?|data|records?|messages?)"
     r"|not\s+our\s+(?:calls?|data|records?|customers?|patients?)"
     r"|(?:summar\w+|calls?|records?|data|messages?|patients?)\b[^.;]{0,40}?"
     r"(?:is\s*n[o']t|are\s*n[o']t|not)\s+ours\b"
     r"|privacy|hipaa|data\s+(?:leak|breach|exposure)|leak(?:ed|ing)\s+\w+"
-    r"|(?:data|records?|call\s+records?|summaries)\s+(?:were\s+|was\s+|got\s+|have\s+been"
-    r"\s+|has\s+been\s+)?(?:deleted|wiped|erased|disappeared|gone)"
+    r"|(?:data|records?|summaries)(?:\s+[\w.,-]+){0,5}?\s+(?:were\s+|was\s+|got\s+"
+    r"|have\s+been\s+|has\s+been\s+|are\s+(?:just\s+)?|is\s+(?:just\s+)?)?"
+    r"(?:deleted|wiped|erased|disappeared|gone|vanished)"
     r"|lost\s+(?:all\s+|our\s+|the\s+)?(?:data|records|call\s+records))\b",
     re.I,
 )
@@ -1322,9 +1485,21 @@ _FAILURE_CUE_RE = re.compile(
 )
 _DELAY_RE = re.compile(
     r"\b(?:slow\w*|delay\w*|late|lag\w*|took\s+(?:about\s+|around\s+|over\s+)?\d+\s+"
-    r"(?:minutes|mins|hours))\b",
+    r"(?:minutes|mins|hours)|\d+(?:\s*-\s*\d+)?\s+(?:minutes|mins|hours)\s+"
+    r"(?:after|behind))\b",
     re.I,
 )
+# Deliveries that were slow or retried but all got there in the end: the
+# field guide's "non-critical webhook delay with retries succeeding" (P2).
+_RETRIES_OK_RE = re.compile(
+    r"\bretr(?:y|ies)\s+(?:\w+\s+){0,3}?(?:succeed\w*|work\w*|go(?:es)?\s+through"
+    r"|went\s+through|get\s+through)\b"
+    r"|\b(?:delivered|arrived|came\s+through|went\s+through)\s+(?:in\s+the\s+end"
+    r"|eventually)\b|\beventually\s+(?:got\s+)?(?:delivered|arrived|came\s+through"
+    r"|went\s+through)\b",
+    re.I,
+)
+_WEBHOOK_RE = re.compile(r"\b(?:webhooks?|retr(?:y|ies))\b", re.I)
 _COSMETIC_RE = re.compile(
     r"\b(?:format\w*|spacing|typos?|cosmetic|looks?\s+(?:off|weird|wrong|odd)"
     r"|hard\s+to\s+read|fonts?|layout|capitali[sz]\w*|misspel\w*|alignment"
@@ -1335,7 +1510,8 @@ _NOT_URGENT_RE = re.compile(
     r"\b(?:not\s+(?:urgent|critical|a\s+big\s+deal|an\s+emergency)|no\s+(?:rush|hurry)"
     r"|no\s+harm\s+done|no\s+impact|low\s+priority|when\s+you\s+(?:get\s+a\s+chance"
     r"|have\s+time)|just\s+(?:fyi|a\s+heads\s+up)|all\s+(?:the\s+)?information\s+is"
-    r"\s+there|data\s+(?:is\s+)?(?:still\s+)?correct)\b",
+    r"\s+there|data\s+(?:is\s+)?(?:still\s+)?correct|non-?critical"
+    r"|no\s+action\s+needed)\b",
     re.I,
 )
 _URGENT_RE = re.compile(
@@ -1395,6 +1571,7 @@ _PRIVACY_WORDS = (
     "disappeared",
     "gone",
     "lost",
+    "vanished",
 )
 _MULTI_WORDS = (
     "multiple",
@@ -1427,8 +1604,25 @@ _INTAKE_WORDS = (
     "dropped",
     "cut off",
     "hung up",
+    "stopped",
+    "unanswered",
+    "voice",
+    "silence",
+    "nothing",
+    "cannot",
+    "nt ",
 )
-_NOTIFY_WORDS = ("summar", "text", "sms", "alert", "notif", "page", "paging", "mail")
+_NOTIFY_WORDS = (
+    "summar",
+    "text",
+    "txt",
+    "sms",
+    "alert",
+    "notif",
+    "page",
+    "paging",
+    "mail",
+)
 _AIRTABLE_WORDS = ("airtable", "calls table")
 _COSMETIC_WORDS = (
     "format",
@@ -1445,6 +1639,7 @@ _COSMETIC_WORDS = (
     "run together",
 )
 _NOT_URGENT_WORDS = (
+    "action",
     "urgent",
     "critical",
     "big deal",
@@ -1461,8 +1656,17 @@ _NOT_URGENT_WORDS = (
     "correct",
 )
 _URGENT_WORDS = ("urgent", "asap", "emergency")
-_DELAY_WORDS = ("slow", "delay", "late", "lag", "took")
-_NEGATION_WORDS = ("not", "never", "no longer", "stopped", "nobody", "no one", "n't")
+_DELAY_WORDS = ("slow", "delay", "late", "lag", "took", "minutes", "mins", "hours")
+_NEGATION_WORDS = (
+    "not",
+    "never",
+    "no longer",
+    "stopped",
+    "nobody",
+    "no one",
+    "n't",
+    "nt ",
+)
 _PORTAL_NOUN_RE = re.compile(r"\b(?:portal|status|dashboard)\b", re.I)
 
 
@@ -1506,8 +1710,19 @@ def _notification_signals(
                 continue
             noun = (match["noun"] or match["noun2"] or "").lower()
             working.add("email" if "mail" in noun else "sms")
+        for match in _CHANNEL_RECEIVED_RE.finditer(sentence):
+            before = sentence[max(0, match.start() - 16) : match.start()]
+            if _NEGATION_RE.search(before) or _NEGATION_RE.search(match.group(0)):
+                continue
+            noun = (match["noun"] or match["noun2"] or match["noun3"] or "").lower()
+            working.add("email" if "mail" in noun else "sms")
         if not _NOTIFY_NOUN_RE.search(sentence):
             continue
+        # "Only getting half the texts" says the failure is partial, even
+        # when the failing words are in the next sentence.
+        partial_match = _PARTIAL_RE.search(sentence)
+        if partial_match and not partial:
+            partial = partial_match.group(0)
         negated = _any_in(sentence.lower(), _NEGATION_WORDS)
         for index, pattern in enumerate(_NOTIFY_FAIL_RES):
             if index == 0 and not negated:
@@ -1530,9 +1745,6 @@ def _notification_signals(
                 evidence = evidence or _excerpt(
                     match.group(0) + sentence[match.end() :], 70
                 )
-                partial_match = _PARTIAL_RE.search(sentence)
-                if partial_match and not partial:
-                    partial = partial_match.group(0)
     if not failing:
         return
     working -= failing
@@ -1550,6 +1762,11 @@ def _notification_signals(
             "still arrives"
         )
         return
+    if not partial:
+        # "The other calls tonight did": the failure is not total.
+        partial = next(
+            (m.group(0) for s in sentences if (m := _OTHER_FINE_RE.search(s))), ""
+        )
     if partial:
         signals.p1.append(f"intermittent or partial failure: '{_excerpt(partial)}'")
         return
@@ -1583,6 +1800,7 @@ def _signals(text: _Text, facts: Facts, received_at: dt.datetime) -> _Signals:
     multi = _any_in(low, _MULTI_WORDS)
     intake = _any_in(low, _INTAKE_WORDS)
     failure_sentences: list[str] = []
+    intake_hits: list[tuple[str, re.Match]] = []
 
     for sentence in sentences:
         if safety:
@@ -1600,20 +1818,27 @@ def _signals(text: _Text, facts: Facts, received_at: dt.datetime) -> _Signals:
         if match:
             signals.p0.append(f"multiple customers affected: {_quote(match)}")
         match = _INTAKE_DOWN_RE.search(sentence) if intake else None
-        if match:
-            partial = _PARTIAL_RE.search(sentence) or next(
-                (m for s in sentences if (m := _OTHER_FINE_RE.search(s))), None
-            )
-            if partial:
-                signals.p1.append(
-                    f"call intake failing for part of the calls: {_quote(match)}, "
-                    f"{_quote(partial)}"
-                )
-            else:
-                signals.p0.append(f"call intake down: {_quote(match)}")
-            signals.components.insert(0, "call_intake")
+        # "Texts to my number stopped coming through" is about notifications.
+        if match and not _NOTIFY_NOUN_RE.search(_clause(sentence[: match.start()], -1)):
+            intake_hits.append((sentence, match))
         if _FAILURE_CUE_RE.search(sentence):
             failure_sentences.append(sentence)
+
+    if intake_hits:
+        # Part of the calls failing anywhere in the message ("some callers
+        # get cut off", "the main line works") makes it a partial failure.
+        partial = next(
+            (m for s, _ in intake_hits if (m := _PARTIAL_RE.search(s))), None
+        ) or next((m for s in sentences if (m := _OTHER_FINE_RE.search(s))), None)
+        match = intake_hits[0][1]
+        if partial:
+            signals.p1.append(
+                f"call intake failing for part of the calls: {_quote(match)}, "
+                f"{_quote(partial)}"
+            )
+        else:
+            signals.p0.append(f"call intake down: {_quote(match)}")
+        signals.components.insert(0, "call_intake")
 
     if _any_in(low, _NOTIFY_WORDS):
         _notification_signals(sentences, facts, received_at, signals)
@@ -1644,7 +1869,17 @@ def _signals(text: _Text, facts: Facts, received_at: dt.datetime) -> _Signals:
         signals.p2.append(f"cosmetic issue: {_quote(cosmetic)}")
     if not_urgent:
         signals.p2.append(f"customer says it is not urgent: {_quote(not_urgent)}")
-    if _any_in(low, _DELAY_WORDS):
+    retries_ok = (
+        _RETRIES_OK_RE.search(" ".join(sentences))
+        if _any_in(low, ("retr", "eventually", "in the end"))
+        and _WEBHOOK_RE.search(low)
+        else None
+    )
+    if retries_ok:
+        signals.p2.append(
+            f"non-critical delay, retries succeeding: {_quote(retries_ok)}"
+        )
+    elif _any_in(low, _DELAY_WORDS):
         for sentence in sentences:
             delay = _DELAY_RE.search(sentence)
             if delay and _PORTAL_NOUN_RE.search(sentence):
