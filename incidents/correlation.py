@@ -203,6 +203,9 @@ def ticket_cluster_apply(
 
     if ticket.incident_id == incident.pk:
         return
+    if ticket.incident_id is not None and ticket.incident.is_open:
+        # An agent linked it to another open incident; that choice stands.
+        return
     raise_it = ticket.priority != Priority.P0
     ticket.incident = incident
     if raise_it:
