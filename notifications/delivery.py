@@ -8,7 +8,14 @@ never sent again, and two workers handed the same row send it once.
 
 Retry state lives on the row (`state`, `attempts`, `next_attempt_at`), not
 in the broker: `outbox_due_ids` finds what a beat sweep must queue again, so
-a restarted worker, beat or broker loses nothing.
+a restarted worker, beat or broker loses nothing. A pending row with a
+`next_attempt_at` is held until then (a call's SMS waiting for its summary,
+a message waiting for a free slot on its sender number).
+
+Messages from one sender number start no faster than its send rate
+(TWILIO_SENDER_RATE_PER_SECOND), counted in Redis across every worker. An
+SMS written off as undeliverable (or suppressed) owes its email fallback in
+the same transaction (`notifications.fallback`).
 """
 
 import logging
@@ -22,7 +29,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 from afterhours.privacy import mask_email, mask_phone
+from intake.ratelimit import (
+    RateLimitBlocked,
+    RateLimitBusy,
+    RateLimiter,
+    rate_limit_acquire,
+    rate_limiter_for,
+)
 
+from .fallback import notification_fallback_owe
 from .models import Notification, Suppression
 from .providers.email import email_send
 from .providers.errors import (
@@ -30,7 +45,13 @@ from .providers.errors import (
     ProviderError,
     TransientProviderError,
 )
-from .providers.twilio_sms import OPTED_OUT, SmsResult, sms_find_sent, sms_send
+from .providers.twilio_sms import (
+    OPTED_OUT,
+    SmsResult,
+    sms_configured,
+    sms_find_sent,
+    sms_send,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +78,16 @@ CLOCK_MARGIN = timedelta(minutes=1)
 # (broker down at commit time).
 PENDING_STUCK_AFTER = timedelta(minutes=3)
 CLAIMABLE = (State.PENDING, State.FAILED, State.SENDING)
+# Twilio queues what a number sends beyond its rate and counts where the
+# messages arrive; we count where they leave, so our window is a little wider
+# than a second.
+SENDER_RATE_WINDOW_SECONDS = 1.1
+# The longest a send waits in its worker for a slot on its sender number;
+# past that the row is rescheduled and the worker moves on.
+SENDER_SLOT_MAX_WAIT_SECONDS = 2.0
+# Rows rescheduled for a slot come back spread over this many seconds, not
+# all at the moment the next slot frees.
+SENDER_RETRY_SPREAD_SECONDS = 5.0
 
 
 def retry_delay(*, attempts: int) -> timedelta:
@@ -85,8 +116,13 @@ def notification_deliver(*, notification_id: int) -> None:
     try:
         result = None
         if claim.lost_since is not None:
-            result = _sent_before(notification, since=claim.lost_since)
-        result = result or _send(notification)
+            result = _sent_before(
+                notification, since=claim.lost_since, exclude=claim.exclude
+            )
+        if result is None:
+            if not _sender_slot(claim):
+                return
+            result = _send(notification)
     except PermanentProviderError as exc:
         _record_undeliverable(notification, exc)
         return
@@ -110,6 +146,8 @@ def notification_deliver(*, notification_id: int) -> None:
         provider_message_id=result.message_id,
         sent_at=timezone.now(),
         next_attempt_at=None,
+        # A re-sent message starts its own delivery reports.
+        delivery_status="",
     )
     if recorded:
         logger.info(
@@ -125,13 +163,19 @@ def outbox_due_ids(*, now: datetime | None = None, limit: int = 500) -> list[int
     """Rows a sweep must queue again, oldest due first.
 
     Failed rows whose retry time has come, claims whose lease ran out (the
-    worker died mid-send), and pending rows whose task never ran.
+    worker died mid-send), held rows whose hold has ended, and pending rows
+    whose task never ran.
     """
     now = now or timezone.now()
     due = (
         Q(state=State.FAILED, next_attempt_at__lte=now)
         | Q(state=State.SENDING, next_attempt_at__lte=now)
-        | Q(state=State.PENDING, created_at__lte=now - PENDING_STUCK_AFTER)
+        | Q(state=State.PENDING, next_attempt_at__lte=now)
+        | Q(
+            state=State.PENDING,
+            next_attempt_at__isnull=True,
+            created_at__lte=now - PENDING_STUCK_AFTER,
+        )
     )
     rows = Notification.objects.filter(due).order_by("next_attempt_at", "pk")
     return list(rows.values_list("pk", flat=True)[:limit])
@@ -140,9 +184,13 @@ def outbox_due_ids(*, now: datetime | None = None, limit: int = 500) -> list[int
 @dataclass(frozen=True)
 class _Claim:
     notification: Notification
+    # The state the row was claimed from, to give the claim back unused.
+    claimed_from: str
     # Since when an earlier attempt may have reached the provider unseen;
     # None on the first attempt.
     lost_since: datetime | None = None
+    # Messages of earlier attempts that Twilio reported undelivered.
+    exclude: frozenset[str] = frozenset()
 
 
 def _claim(*, notification_id: int) -> _Claim | None:
@@ -157,16 +205,25 @@ def _claim(*, notification_id: int) -> _Claim | None:
         if notification.state not in CLAIMABLE:
             return None
         now = timezone.now()
-        if notification.state != State.PENDING and (
-            notification.next_attempt_at and notification.next_attempt_at > now
-        ):
-            # Failed and not yet due, or another worker's claim still holds.
+        if notification.next_attempt_at and notification.next_attempt_at > now:
+            # Failed and not yet due, held, or another worker's claim still
+            # holds.
             return None
 
         # Any earlier attempt may have reached the provider unseen (a timeout,
         # a worker lost mid-send), so every re-send looks for it first.
         lost_since = None
-        if notification.attempts:
+        exclude: frozenset[str] = frozenset()
+        if notification.attempts and notification.provider_message_id:
+            # Re-sending after Twilio reported the last message undelivered:
+            # only attempts made since can be lost, and that message is not
+            # one of them (earlier ones are older than the margin: the
+            # unreachable backoff is longer, see delivery_reports).
+            lost_since = (notification.sent_at or notification.created_at) - (
+                CLOCK_MARGIN
+            )
+            exclude = frozenset({notification.provider_message_id})
+        elif notification.attempts:
             lost_since = notification.created_at - CLOCK_MARGIN
         if notification.state == State.SENDING:
             logger.warning(
@@ -196,18 +253,81 @@ def _claim(*, notification_id: int) -> _Claim | None:
                 notification.channel,
                 _masked(notification),
             )
+            notification_fallback_owe(
+                notification=notification,
+                why="could not be sent: this number has opted out of our texts",
+            )
             return None
 
+        claimed_from = notification.state
         notification.state = State.SENDING
         notification.attempts += 1
         notification.next_attempt_at = now + CLAIM_LEASE
         notification.save(
             update_fields=["state", "attempts", "next_attempt_at", "sender"]
         )
-    return _Claim(notification=notification, lost_since=lost_since)
+    return _Claim(
+        notification=notification,
+        claimed_from=claimed_from,
+        lost_since=lost_since,
+        exclude=exclude,
+    )
 
 
-def _sent_before(notification: Notification, *, since: datetime) -> SmsResult | None:
+def sender_rate_limiter() -> RateLimiter:
+    """The limiter every worker shares: messages started per sender number."""
+    return rate_limiter_for(
+        name="twilio-sender",
+        limit=settings.TWILIO_SENDER_RATE_PER_SECOND,
+        period=SENDER_RATE_WINDOW_SECONDS,
+    )
+
+
+def _sender_slot(claim: _Claim) -> bool:
+    """Take a send slot on the row's sender number, or give the claim back.
+
+    Waits at most SENDER_SLOT_MAX_WAIT_SECONDS. Without one, the row goes
+    back to the state it was claimed from with a due time a little after the
+    next free slot, and a task is queued for then (the sweep is the safety
+    net), so no worker sleeps through a backlog. False when it went back.
+    """
+    notification = claim.notification
+    if notification.channel != Channel.SMS:
+        return True
+    if not (sms_configured() and notification.sender):
+        return True  # only logged, nothing reaches Twilio
+    try:
+        rate_limit_acquire(
+            sender_rate_limiter(),
+            key=notification.sender,
+            max_wait=SENDER_SLOT_MAX_WAIT_SECONDS,
+        )
+    except (RateLimitBusy, RateLimitBlocked) as exc:
+        delay = exc.retry_after + random.uniform(0, SENDER_RETRY_SPREAD_SECONDS)
+        attempts = notification.attempts - 1
+        state = State.PENDING if claim.claimed_from == State.PENDING else State.FAILED
+        recorded = _record(
+            notification,
+            state=state,
+            attempts=attempts,
+            next_attempt_at=timezone.now() + timedelta(seconds=delay),
+        )
+        if recorded:
+            from .tasks import notification_send
+
+            notification_send.apply_async((notification.pk,), countdown=delay)
+            logger.info(
+                "outbox: notification id=%s waits %.1fs for a slot on its sender",
+                notification.pk,
+                delay,
+            )
+        return False
+    return True
+
+
+def _sent_before(
+    notification: Notification, *, since: datetime, exclude: frozenset[str]
+) -> SmsResult | None:
     """The provider's record of a message an earlier attempt may have sent.
 
     Only Twilio can be asked; if it cannot answer now, we send again rather
@@ -224,6 +344,7 @@ def _sent_before(notification: Notification, *, since: datetime) -> SmsResult | 
             body=notification.body,
             from_number=notification.sender,
             since=since,
+            exclude=exclude,
         )
     except TransientProviderError as exc:
         logger.warning(
@@ -325,6 +446,11 @@ def _record_undeliverable(notification: Notification, exc: ProviderError) -> Non
                 sender=notification.sender,
                 defaults={"reason": f"Twilio {OPTED_OUT}: recipient opted out"},
             )
+        if recorded:
+            notification_fallback_owe(
+                notification=notification,
+                why=f"could not be delivered (Twilio error {exc.code})",
+            )
     if not recorded:
         return
     logger.warning(
@@ -351,6 +477,9 @@ def _write_off(notification: Notification, *, code: str, error: str) -> None:
         notification.pk,
         code,
         notification.attempts,
+    )
+    notification_fallback_owe(
+        notification=notification, why="could not be sent after several tries"
     )
 
 

@@ -52,6 +52,13 @@ class Notification(models.Model):
     provider_message_id = models.CharField(max_length=998, blank=True, db_index=True)
     last_error = models.TextField(blank=True)
     last_error_code = models.CharField(max_length=16, blank=True)
+    # Twilio's latest delivery report for the message (queued, sent,
+    # delivered, undelivered, failed); a report never moves it backwards.
+    delivery_status = models.CharField(max_length=16, blank=True)
+    # Delivery reports of "unreachable" so far; each one costs a re-send.
+    delivery_failures = models.PositiveIntegerField(default=0)
+    # When the email fallback was owed, or found to have nobody to go to.
+    fallback_checked_at = models.DateTimeField(null=True, blank=True)
     fallback_of = models.OneToOneField(
         "self",
         null=True,

@@ -43,3 +43,11 @@ def outbox_sweep() -> int:
     if ids:
         logger.info("outbox: sweep queued %d notifications again", len(ids))
     return len(ids)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def sms_fallback_sweep() -> int:
+    """Beat: owe the email fallback of every SMS past its delivery deadline."""
+    from .fallback import sms_fallback_sweep as sweep
+
+    return sweep()

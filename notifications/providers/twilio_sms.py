@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+import phonenumbers
 import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -44,13 +45,70 @@ TIMEOUT = "timeout"
 INVALID_NUMBER = "21211"
 OPTED_OUT = "21610"
 NOT_MOBILE = "21614"
+UNREACHABLE = "30003"
+CARRIER_FILTERED = "30007"
 # Codes after which this recipient cannot get an SMS from this sender as
-# things stand; sending again would only fail again.
-PERMANENT_CODES = frozenset({INVALID_NUMBER, OPTED_OUT, NOT_MOBILE})
+# things stand; sending again would only fail again. Twilio answers some at
+# once (the 21xxx), others in a delivery report (the 30xxx): region not
+# enabled, no route, message blocked by the handset, a landline.
+PERMANENT_CODES = frozenset(
+    {INVALID_NUMBER, "21408", OPTED_OUT, "21612", NOT_MOBILE, "30004", "30006"}
+)
+# The handset is off or out of reach for now (30003), or the carrier does
+# not know it yet (30005): worth a few more tries.
+UNREACHABLE_CODES = frozenset({UNREACHABLE, "30005"})
+# The carrier filtered the message as spam: resending the same text from the
+# same number only feeds the filter; operations must look at the wording or
+# the sender's registration.
+FILTERED_CODES = frozenset({CARRIER_FILTERED})
+
+
+class SmsFailureKind:
+    """What a failed delivery means for the next step."""
+
+    PERMANENT = "permanent"
+    UNREACHABLE = "unreachable"
+    FILTERED = "filtered"
+    # Anything else (30001 queue overflow, 30008 unknown, no code at all):
+    # treated like unreachable, a bounded number of re-sends.
+    OTHER = "other"
+
+
+def sms_failure_kind(code: str) -> str:
+    """Classify a Twilio error code from a delivery report or an answer."""
+    if code in PERMANENT_CODES:
+        return SmsFailureKind.PERMANENT
+    if code in UNREACHABLE_CODES:
+        return SmsFailureKind.UNREACHABLE
+    if code in FILTERED_CODES:
+        return SmsFailureKind.FILTERED
+    return SmsFailureKind.OTHER
+
+
+def sms_address(number: str) -> str:
+    """The number an SMS goes to: E.164, any extension dropped.
+
+    A number written with an extension ("(415) 555-0142 x22",
+    "+1 415 555 0142;ext=22") reaches the phone by its E.164 part; an
+    extension means nothing to SMS. A number that does not parse is kept as
+    written, for Twilio to refuse (21211) and the fallback to take over.
+    """
+    text = (number or "").strip()
+    try:
+        parsed = phonenumbers.parse(text, "US")
+    except phonenumbers.NumberParseException:
+        return text
+    if not phonenumbers.is_valid_number(parsed):
+        return text
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
 # Statuses that mean our own configuration is wrong (credentials, account
 # SID), not the message: kept retryable so fixing the setting lets the owed
 # messages go out instead of writing them all off.
 CONFIGURATION_STATUSES = frozenset({401, 403, 404})
+# Final message statuses that mean the message did not reach the phone.
+NOT_DELIVERED = frozenset({"failed", "undelivered", "canceled"})
 
 
 @dataclass(frozen=True)
@@ -134,7 +192,7 @@ def sms_send(
     )
     try:
         message = client.messages.create(
-            to=to,
+            to=sms_address(to),
             from_=from_number,
             body=body,
             status_callback=sms_status_callback_url() or values.unset,
@@ -155,14 +213,20 @@ def sms_send(
 
 
 def sms_find_sent(
-    *, to: str, body: str, from_number: str, since: datetime
+    *,
+    to: str,
+    body: str,
+    from_number: str,
+    since: datetime,
+    exclude: frozenset[str] = frozenset(),
 ) -> str | None:
     """The SID of a message Twilio already took with this body, if any.
 
     Asked before sending again a message whose worker was lost mid-send:
     Twilio has no idempotency key, so we look at the latest messages to the
-    same number from the same sender. Raises TransientProviderError when
-    Twilio cannot be asked.
+    same number from the same sender. Messages in `exclude` (one Twilio
+    already reported undelivered) and messages Twilio reports failed do not
+    count. Raises TransientProviderError when Twilio cannot be asked.
     """
     if not (sms_configured() and from_number):
         return None
@@ -172,8 +236,10 @@ def sms_find_sent(
         settings.TWILIO_API_BASE_URL,
     )
     try:
-        page = client.messages.page(to=to, from_=from_number, page_size=20)
+        page = client.messages.page(to=sms_address(to), from_=from_number, page_size=20)
         for message in page:
+            if message.sid in exclude or message.status in NOT_DELIVERED:
+                continue
             if message.body == body and (
                 message.date_created is None or message.date_created >= since
             ):
