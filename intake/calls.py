@@ -20,7 +20,7 @@ from django.utils import timezone
 from accounts.models import OnCallContact, PhoneLine
 from afterhours.privacy import mask_phone
 from notifications.models import Notification
-from notifications.services import notification_enqueue
+from notifications.services import notification_enqueue, notification_rewrite
 
 from .inbox import webhook_event_insert
 from .models import Call, WebhookEvent
@@ -276,6 +276,8 @@ def call_upsert_from_status(*, event: CallStatusEvent) -> CallUpsertResult:
         if changed:
             previous = call.status
             _apply(call, event)
+            if call.business_id is None:
+                _business_fill(call, event)
             call.airtable_state = Call.SyncState.PENDING
             # The Airtable record is stale now. The sync task queued on
             # commit pushes it; should that message be lost, the Airtable
@@ -284,6 +286,8 @@ def call_upsert_from_status(*, event: CallStatusEvent) -> CallUpsertResult:
             call.save(
                 update_fields=[
                     *EVENT_FIELDS,
+                    "business",
+                    "dialled_number",
                     "airtable_state",
                     "airtable_next_attempt_at",
                     "updated_at",
@@ -317,10 +321,15 @@ def call_upsert_from_status(*, event: CallStatusEvent) -> CallUpsertResult:
 
 
 def call_summary_owe(*, call: Call) -> Notification | None:
-    """Owe the summary SMS of a completed call to the first on-call contact.
+    """Owe the summary SMS of a call to the first on-call contact.
 
-    Call inside the transaction that completed the call. Idempotent: the
-    dedupe key names the call and the number.
+    Call inside the transaction that completed the call or recorded its
+    end-of-call report (intake.call_summary). Idempotent: the dedupe key
+    names the call and the number. So that one SMS carries the summary,
+    while only one half is in (the call ended, or its summary) the SMS is
+    held for CALL_SUMMARY_WAIT_SECONDS (the outbox sweep sends it as it is
+    when the hold ends); once both are in, a held SMS goes at once, with
+    the whole text.
     """
     if call.business_id is None:
         return None
@@ -338,16 +347,35 @@ def call_summary_owe(*, call: Call) -> Notification | None:
             call.business_id,
         )
         return None
-    notification, _ = notification_enqueue(
+    both_in = bool(call.summary) and call.status in TERMINAL_STATUSES
+    send_after = None if both_in else _summary_hold_until()
+    body = call_summary_text(call=call)
+    notification, created = notification_enqueue(
         channel=Notification.Channel.SMS,
         reason=Notification.Reason.CALL_SUMMARY,
         recipient=contact.phone,
-        body=call_summary_text(call=call),
+        body=body,
         dedupe_key=f"call_summary:{call.pk}:sms:{contact.phone}",
         sender=settings.TWILIO_FROM_NUMBER,
         call=call,
+        send_after=send_after,
     )
+    if not created and both_in:
+        # Held for the half that just arrived: it goes now, whole.
+        notification_rewrite(notification_id=notification.pk, body=body)
     return notification
+
+
+def _summary_hold_until() -> datetime | None:
+    """When an SMS waiting for the other half of its call goes anyway.
+
+    None (no wait) when CALL_SUMMARY_WAIT_SECONDS is 0 or no summary can
+    arrive (no CALL_SUMMARY_WEBHOOK_SECRET).
+    """
+    seconds = settings.CALL_SUMMARY_WAIT_SECONDS
+    if seconds <= 0 or not settings.CALL_SUMMARY_WEBHOOK_SECRET:
+        return None
+    return timezone.now() + timedelta(seconds=seconds)
 
 
 def call_summary_text(*, call: Call) -> str:
@@ -397,6 +425,16 @@ def _fields_for_new_call(event: CallStatusEvent) -> dict:
     _apply(call, event)
     fields = {name: getattr(call, name) for name in EVENT_FIELDS}
     return {**fields, "business": call.business, "dialled_number": event.dialled_number}
+
+
+def _business_fill(call: Call, event: CallStatusEvent) -> None:
+    """A call first heard of from its end-of-call report learns its line."""
+    if not event.dialled_number:
+        return
+    line = PhoneLine.objects.filter(number=event.dialled_number).first()
+    if line is not None:
+        call.business_id = line.business_id
+    call.dialled_number = call.dialled_number or event.dialled_number
 
 
 def _event_moves_call(call: Call, event: CallStatusEvent) -> bool:
