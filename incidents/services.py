@@ -359,7 +359,7 @@ def incident_post_update(
             )
         told = incident_update_fan_out(update=update) if customer_facing else 0
         if status == Status.RESOLVED:
-            _tickets_resolve(incident=locked, now=now)
+            _tickets_resolve(incident=locked, author=author, now=now)
 
     for field in ("status", "next_update_due", "resolved_at"):
         setattr(incident, field, getattr(locked, field))
@@ -604,19 +604,27 @@ def _contact_addresses(business: Business) -> list[str]:
     return list(unique.values())
 
 
-def _tickets_resolve(*, incident: Incident, now: dt.datetime) -> None:
+def _tickets_resolve(*, incident: Incident, author, now: dt.datetime) -> None:
+    # Imported here: tickets.services imports incidents.correlation, which
+    # imports this module.
+    from tickets.services import ticket_status_change
+
     tickets = (
         Ticket.objects.filter(incident=incident, status__in=OPEN_TICKET_STATUSES)
         .select_for_update()
         .order_by("id")
     )
     for ticket in tickets:
-        ticket.status = Ticket.Status.RESOLVED
-        # Resolved owes no further update; a reply from the customer reopens.
-        ticket.next_update_due = None
-        ticket.save(update_fields=["status", "next_update_due", "updated_at"])
+        # Through the tickets app, so the SLA clock stops the way it does
+        # when an agent resolves a ticket; a reply from the customer reopens.
+        ticket_status_change(
+            ticket=ticket, status=Ticket.Status.RESOLVED, actor=author, at=now
+        )
         TicketEvent.objects.create(
-            ticket=ticket, kind="resolved", detail=f"incident #{incident.pk} resolved"
+            ticket=ticket,
+            kind="resolved",
+            actor=author,
+            detail=f"incident #{incident.pk} resolved",
         )
 
 
