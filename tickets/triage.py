@@ -512,7 +512,7 @@ _ZONE_PATTERN = r"""
   | (?:eastern|central|mountain|pacific|alaska|hawaii|atlantic|newfoundland)
     (?:\s+(?:standard|daylight))?(?:\s+time)?
   | akst|akdt|aest|aedt|cest|[ecmp][sd]t|hst|ast|adt|nst|ndt|utc|gmt|bst|ist
-  | cet|jst|sgt|hkt|[ecmp]t
+  | mesz|mez|cet|jst|sgt|hkt|[ecmp]t
   | local\s+time
 """
 # A part of the day written after a clock reading without AM or PM ("around
@@ -734,6 +734,9 @@ _ZONE_MEANINGS: dict[str, tuple[tuple[str, ...], ...]] = {
     "ist": (("Asia/Kolkata",), ("Asia/Jerusalem",), ("Europe/Dublin",)),
     "cet": (_CENTRAL_EUROPE,),
     "cest": (_CENTRAL_EUROPE,),
+    # German: Mitteleuropäische (Sommer)Zeit.
+    "mez": (_CENTRAL_EUROPE,),
+    "mesz": (_CENTRAL_EUROPE,),
     "aest": (("Australia/Sydney", "Australia/Melbourne", "Australia/Brisbane"),),
     "aedt": (("Australia/Sydney", "Australia/Melbourne"),),
     "jst": (("Asia/Tokyo",),),
@@ -815,7 +818,7 @@ class _TimeCandidate:
 
 
 _DAYLIGHT_WORDS = frozenset(
-    {"edt", "cdt", "mdt", "pdt", "akdt", "adt", "ndt", "aedt", "cest", "bst"}
+    {"edt", "cdt", "mdt", "pdt", "akdt", "adt", "ndt", "aedt", "cest", "mesz", "bst"}
 )
 
 
@@ -1171,7 +1174,7 @@ _SYMPTOM_CUE_RE = re.compile(
     r"|cannot|drop\w*|cut\s+off|disconnect\w*|bounc\w*|reject\w*|undeliver\w*"
     r"|tim(?:ing|ed)\s+out|voice\s?mail|unanswered|silence|disappeared|gone"
     r"|typos?|misspel\w*|spell(?:s|ed|ing)?|format\w*|spacing|all\s+caps"
-    r"|looks?\s+(?:odd|weird)|run\s+together"
+    r"|looks?\s+(?:odd|weird)|run\s+together|on\s+hold|kept\s+waiting"
     r"|hung\s+up|nobody|no\s+one|forever)\b|n't\b"
     r"|\b(?:are|is|was|were|do|does|did|have|has|had|ca|wo)nt\b)",
     re.I,
@@ -1354,7 +1357,7 @@ _INTAKE_DOWN_RE = re.compile(
     r"|callers?\s+(?:only\s+|just\s+)?(?:hear|get)s?\s+(?:silence|nothing|dead\s+air)"
     rf"|calls?{_GAP}\s+(?:are\s+|is\s+|were\s+|was\s+)?{_NOT}\s+(?:being\s+)?"
     r"(?:answered|connect\w*|(?:going|getting|coming)\s+through|picked\s+up)"
-    r"|(?:calls?|lines?)\s+(?:go|goes|went|going|are\s+going)\s+unanswered"
+    rf"|(?:calls?|lines?){_GAP}\s+(?:go|goes|went|going|are\s+going)\s+unanswered"
     r"|(?:no\s+one|nobody)\s+(?:is\s+)?(?:answer(?:ing|s|ed)|pick(?:ing|s|ed)\s+up)"
     r"|(?:can(?:no|')?t|cannot|couldn'?t)\s+get\s+through"
     r"|call\s+intake\s+(?:is\s+)?(?:down|failing|dead)"
@@ -1453,7 +1456,14 @@ _MULTI_CUSTOMER_RE = re.compile(
     r"\b(?:(?:multiple|several|many|other|all\s+(?:of\s+)?your)\s+(?:businesses"
     r"|companies|offices|practices|accounts|customers\s+of\s+yours)"
     r"|not\s+(?:just|only)\s+us|everyone\s+(?:using|on)\s+(?:your|the)\s+"
-    r"(?:service|platform))\b",
+    r"(?:service|platform)"
+    # "two other electricians on your service", "a few plumbers using you"
+    r"|(?:two|three|four|five|several|many|multiple|a\s+few|\d+)\s+(?:other\s+)?"
+    r"(?:[a-z]+\s+){0,2}?[a-z]+s\s+(?:on|using|who\s+use|that\s+use|with)\s+"
+    r"(?:your|the\s+same)\s+(?:answering\s+)?(?:service|platform|system)"
+    r"|other\s+(?:[a-z]+\s+){0,3}?(?:[a-z]+\s+){0,4}?(?:see|sees|seeing|have|having"
+    r"|report\w*|get|getting)\s+the\s+same\s+(?:thing|problems?|issues?|delays?"
+    r"|errors?|outage))\b",
     re.I,
 )
 _PRIVACY_RE = re.compile(
@@ -1470,6 +1480,10 @@ _PRIVACY_RE = re.compile(
     r"|(?:summar\w+|calls?|records?|data|messages?|patients?)\b[^.;]{0,40}?"
     r"(?:is\s*n[o']t|are\s*n[o']t|not)\s+ours\b"
     r"|privacy|hipaa|data\s+(?:leak|breach|exposure)|leak(?:ed|ing)\s+\w+"
+    # Callers' details sent to a person who is not the business.
+    r"|belongs?\s+to\s+someone\s+(?:else|outside)|someone\s+outside\s+(?:the|our)"
+    r"\s+\w+|(?:sent|went|delivered|going|goes)\s+to\s+(?:the\s+|a\s+)?wrong\s+"
+    r"(?:person|people|number|recipient|phone|address)"
     r"|(?:data|records?|summaries)(?:\s+[\w.,-]+){0,5}?\s+(?:were\s+|was\s+|got\s+"
     r"|have\s+been\s+|has\s+been\s+|are\s+(?:just\s+)?|is\s+(?:just\s+)?)?"
     r"(?:deleted|wiped|erased|disappeared|gone|vanished)"
@@ -1497,6 +1511,26 @@ _RETRIES_OK_RE = re.compile(
     r"|\b(?:delivered|arrived|came\s+through|went\s+through)\s+(?:in\s+the\s+end"
     r"|eventually)\b|\beventually\s+(?:got\s+)?(?:delivered|arrived|came\s+through"
     r"|went\s+through)\b",
+    re.I,
+)
+_NO_CALLS_SHOWN_RE = re.compile(
+    r"\b(?:no|missing|any|none\s+of\s+the)\s+(?:new\s+)?(?:calls|records)\b", re.I
+)
+# Callers kept waiting: intake degraded, not down.
+_INTAKE_SLOW_RE = re.compile(
+    r"\b(?:(?:stuck|left|kept|waiting|wait|sit(?:ting)?)\s+on\s+hold|on\s+hold\s+for"
+    r"|long\s+(?:hold|wait)(?:\s+times?)?|(?:takes?|took|taking)\s+(?:\w+\s+){0,2}?"
+    r"\d+(?:\s*-\s*\d+)?\s+(?:rings|minutes|mins)\s+(?:before|to\s+(?:be\s+)?"
+    r"answer\w*))",
+    re.I,
+)
+# The call and its summary went as they should ("reached Dana within a
+# minute", "your agent handled it well").
+_ALL_WELL_RE = re.compile(
+    r"\b(?:handled\s+(?:it|that|this|the\s+call)\s+(?:really\s+|very\s+)?well"
+    r"|reached\s+(?:\w+\s+){0,3}?(?:within|right\s+away|immediately|in\s+time)"
+    r"|(?:worked|went)\s+(?:fine|well|great|perfectly)|just\s+wanted\s+to\s+(?:say"
+    r"|thank)|thank\s+you\s+for|great\s+job|kudos)\b",
     re.I,
 )
 _WEBHOOK_RE = re.compile(r"\b(?:webhooks?|retr(?:y|ies))\b", re.I)
@@ -1801,12 +1835,13 @@ def _signals(text: _Text, facts: Facts, received_at: dt.datetime) -> _Signals:
     intake = _any_in(low, _INTAKE_WORDS)
     failure_sentences: list[str] = []
     intake_hits: list[tuple[str, re.Match]] = []
+    safety_hits: list[str] = []
 
     for sentence in sentences:
         if safety:
             for match in _SAFETY_RE.finditer(sentence):
                 if _not_negated(sentence, match):
-                    signals.p0.append(f"safety risk: {_quote(match)}")
+                    safety_hits.append(f"safety risk: {_quote(match)}")
                     break
         match = _PRIVACY_RE.search(sentence) if privacy else None
         if match:
@@ -1839,6 +1874,11 @@ def _signals(text: _Text, facts: Facts, received_at: dt.datetime) -> _Signals:
         else:
             signals.p0.append(f"call intake down: {_quote(match)}")
         signals.components.insert(0, "call_intake")
+    elif _any_in(low, ("hold", "wait", "rings")):
+        slow = next((m for s in sentences if (m := _INTAKE_SLOW_RE.search(s))), None)
+        if slow:
+            signals.p1.append(f"call intake slow: {_quote(slow)}")
+            signals.components.insert(0, "call_intake")
 
     if _any_in(low, _NOTIFY_WORDS):
         _notification_signals(sentences, facts, received_at, signals)
@@ -1898,7 +1938,35 @@ def _signals(text: _Text, facts: Facts, received_at: dt.datetime) -> _Signals:
                 signals.p1.append(f"customer marked it urgent: {_quote(match)}")
                 break
 
-    if not (signals.p0 or signals.p1 or cosmetic or not_urgent):
+    if safety_hits:
+        all_well = _ALL_WELL_RE.search(" ".join(sentences))
+        if all_well and not (failure_sentences or signals.p0 or signals.p1):
+            # A caller's emergency that reached on-call in time is a story,
+            # not an outage.
+            signals.p2.append(
+                f"safety words in a report of a call handled well: {_quote(all_well)}"
+            )
+        else:
+            signals.p0[:0] = safety_hits[:1]
+
+    # A portal that shows no calls may be an intake outage: not portal-only.
+    portal_only = failure_sentences and all(
+        _PORTAL_NOUN_RE.search(sentence)
+        and not _NO_CALLS_SHOWN_RE.search(sentence)
+        and not any(
+            pattern.search(sentence)
+            for component, pattern in _COMPONENT_NOUNS
+            if component not in ("portal", "call_intake")
+        )
+        for sentence in failure_sentences
+    )
+    if portal_only and not (signals.p0 or signals.p1):
+        signals.p2.append(
+            "portal problem, calls and notifications not reported affected: "
+            f"'{_excerpt(failure_sentences[0], 70)}'"
+        )
+        signals.components.append("portal")
+    elif not (signals.p0 or signals.p1 or cosmetic or not_urgent):
         for sentence in failure_sentences:
             for component, pattern in _COMPONENT_NOUNS:
                 if component != "portal" and pattern.search(sentence):
