@@ -148,6 +148,56 @@ def started(text, received, zone=None):
         ("since 9 PM CST", at(2026, 12, 9, 15), "Asia/Shanghai", at(2026, 12, 9, 13)),
         ("since 9 AM IST", at(2026, 12, 9, 15), "Asia/Kolkata", at(2026, 12, 9, 3, 30)),
         ("since 9 AM IST", at(2026, 12, 9, 15), "Europe/London", at(2026, 12, 9, 9)),
+        # Issue 3 item 6, as people write them.
+        ("since 9:40pm ET", at(2026, 12, 9, 3, 31), None, at(2026, 12, 9, 2, 40)),
+        ("since 21:40 CT", at(2026, 12, 15, 4, 5), None, at(2026, 12, 15, 3, 40)),
+        # Tue Dec 8 22:00 in each business's zone, read the next morning.
+        (
+            "around 10 last night",
+            at(2026, 12, 9, 12, 30),
+            NEW_YORK,
+            at(2026, 12, 9, 3),
+        ),
+        (
+            "around 10 last night",
+            at(2026, 12, 10, 15, 45),
+            "America/Los_Angeles",
+            at(2026, 12, 10, 6),
+        ),
+        ("around 1 last night", at(2026, 12, 9, 12, 30), NEW_YORK, at(2026, 12, 9, 6)),
+        (
+            "since 6:30 this morning",
+            at(2026, 12, 14, 15, 40),
+            "America/Denver",
+            at(2026, 12, 14, 13, 30),
+        ),
+        (
+            "since 7 yesterday evening",
+            at(2026, 12, 9, 15),
+            NEW_YORK,
+            at(2026, 12, 9, 0),
+        ),
+        # A daylight-time word names the first of the repeated hour.
+        (
+            "since 1:30 AM EDT on Nov 1",
+            at(2026, 11, 1, 12, 5),
+            None,
+            at(2026, 11, 1, 5, 30),
+        ),
+        (
+            "since 1:30 AM CDT",
+            at(2026, 11, 1, 12, 5),
+            "America/Chicago",
+            at(2026, 11, 1, 6, 30),
+        ),
+        # On the spring-forward day, 3:15 AM exists.
+        (
+            "since 3:15 AM on March 8",
+            at(2026, 3, 8, 13),
+            NEW_YORK,
+            at(2026, 3, 8, 7, 15),
+        ),
+        ("since 18:30 MEZ", at(2026, 12, 15, 18, 20), None, at(2026, 12, 15, 17, 30)),
     ],
 )
 def test_time_is_read_as_an_aware_utc_start(text, received, zone, expected):
@@ -188,6 +238,18 @@ def test_time_is_read_as_an_aware_utc_start(text, received, zone, expected):
         ("since 9 PM UTC+19", at(2026, 12, 8, 3, 52), None),
         # Day and month order unknown outside North America.
         ("since 9 PM CET on 3/4", at(2026, 4, 5, 12), None),
+        # A bare hour with nothing to say which half of the day.
+        ("No summaries since 7:00 and it's 9:30 now.", at(2026, 12, 10, 3, 31), None),
+        ("Calls dropped since 9:30.", at(2026, 12, 18, 17), "America/Chicago"),
+        # A part of the day that fits both halves, or neither.
+        ("since 5 last night", at(2026, 12, 9, 15), NEW_YORK),
+        ("since 9 this afternoon", at(2026, 12, 9, 23), NEW_YORK),
+        # A standard-time word on the repeated hour settles nothing.
+        ("since 1:30 AM CST", at(2026, 11, 1, 12, 5), "America/Chicago"),
+        # A daylight-time word on the skipped hour is still asked about.
+        ("since 2:30 AM EDT on Mar 8", at(2026, 3, 8, 15), None),
+        # A zone word with several meanings and nothing to settle them.
+        ("since 9:15 AM IST today", at(2026, 12, 15, 4, 35), None),
     ],
 )
 def test_unclear_time_is_asked_about_never_guessed(text, received, zone):
@@ -217,6 +279,22 @@ def test_fall_back_times_on_either_side_are_read():
 
     assert before.started_at == at(2026, 11, 1, 4, 30)  # EDT, -4
     assert after.started_at == at(2026, 11, 1, 7, 30)  # EST, -5
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "We had 3 last night and 2 this morning.",
+        "Dana took 4 tonight.",
+        "Room 10 last night was fine.",
+    ],
+)
+def test_a_count_before_a_part_of_the_day_is_not_a_time(text):
+    """Only "at/around/since 10 last night" reads a bare number as an hour."""
+    facts = started(text, at(2026, 12, 9, 15), NEW_YORK)
+
+    assert facts.started_at is None
+    assert facts.started_at_text == ""
 
 
 def test_overnight_is_not_a_start_time():
