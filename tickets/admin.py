@@ -6,11 +6,12 @@ priority and status changes through the SLA clock. The form is thin: the
 work is in tickets.services.
 """
 
+import copy
 import logging
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import JSONField
+from django.db.models import JSONField, TextField
 from django.forms import Textarea
 from django.utils import timezone
 
@@ -130,9 +131,17 @@ class TicketAdminForm(forms.ModelForm):
         if data.get("reply_send_anyway") and not reason:
             self.add_error("reply_override_reason", "Say why it should be sent anyway.")
             return data
+        if not data.get("requester_email"):
+            self.add_error("reply_body", "Not sent: the ticket has no address.")
+            return data
+        # Checked against the priority and business as they are being saved,
+        # so a reply saved with a rise to P0 is held to P0's next update.
+        ticket = copy.copy(self.instance)
+        ticket.priority = data.get("priority") or ticket.priority
+        ticket.business = data.get("business", ticket.business)
         try:
             services.ticket_reply_check(
-                ticket=self.instance,
+                ticket=ticket,
                 body=body,
                 next_update_at=data["reply_next_update"],
                 override_reason=reason if data.get("reply_send_anyway") else "",
@@ -342,15 +351,22 @@ class TicketAdmin(admin.ModelAdmin):
         data = form.cleaned_data
         body = (data.get("reply_body") or "").strip()
         if body:
-            message = services.ticket_reply_send(
-                ticket=obj,
-                author=request.user,
-                body=body,
-                next_update_at=data["reply_next_update"],
-                override_reason=data.get("reply_override_reason", "")
-                if data.get("reply_send_anyway")
-                else "",
-            )
+            try:
+                message = services.ticket_reply_send(
+                    ticket=obj,
+                    author=request.user,
+                    body=body,
+                    next_update_at=data["reply_next_update"],
+                    override_reason=data.get("reply_override_reason", "")
+                    if data.get("reply_send_anyway")
+                    else "",
+                )
+            except services.ReplyError as error:
+                # The form checked it; only a change between the check and
+                # the save (a second agent, the clock) lands here.
+                self.message_user(request, f"Reply not sent: {error}", messages.ERROR)
+                obj.refresh_from_db()
+                return
             self.message_user(
                 request,
                 f"Reply queued to the customer (message {message.pk}).",
@@ -404,9 +420,9 @@ class TicketMessageAdmin(admin.ModelAdmin):
 class ReplyScriptAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "updated_at"]
     search_fields = ["name", "slug", "body"]
+    # Wide enough to read a whole script.
     formfield_overrides = {
-        # Wide enough to read a whole script.
-        JSONField: {"widget": Textarea(attrs={"rows": 2})},
+        TextField: {"widget": Textarea(attrs={"rows": 8, "cols": 90})}
     }
 
 

@@ -95,7 +95,15 @@ def _owing_ids(now: dt.datetime) -> list[int]:
     owing = Q()
     for clock, due_field, running in (
         (TicketAlert.Clock.ACKNOWLEDGE, "acknowledge_due", Q(acknowledged_at=None)),
-        (TicketAlert.Clock.NEXT_UPDATE, "next_update_due", Q()),
+        (
+            TicketAlert.Clock.NEXT_UPDATE,
+            "next_update_due",
+            # Until acknowledged, a next update due no later than the
+            # acknowledgement is the same promise (see _alerts_owed).
+            Q(acknowledged_at__isnull=False)
+            | Q(acknowledge_due=None)
+            | Q(next_update_due__gt=F("acknowledge_due")),
+        ),
     ):
         breach = Q(**{f"{due_field}__lte": now}) & ~written(
             TicketAlert.Kind.BREACH, clock, due_field

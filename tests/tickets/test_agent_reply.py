@@ -404,3 +404,21 @@ def test_setting_waiting_in_admin_pauses_the_clock(db, desk):
     assert ticket.clock_paused_at is not None
     page = desk.get(_url(ticket))
     assert "paused since" in page.content.decode()
+
+
+def test_a_reply_saved_with_a_rise_to_p0_is_held_to_p0s_next_update(db, desk):
+    """The form pre-filled a P1 time (4 h out); raising to P0 in the same
+    save makes that too late: an error on the form, nothing half-done."""
+    ticket = _ticket(received_at=dt.datetime.now(UTC))
+    data = _form_data(desk.get(_url(ticket)))
+    data |= {"reply_body": "We're looking into it.", "priority": "P0"}
+
+    page = desk.post(_url(ticket), data)
+
+    assert page.status_code == 200
+    assert "at the latest" in str(
+        page.context["adminform"].form.errors["reply_next_update"]
+    )
+    ticket.refresh_from_db()
+    assert ticket.priority == "P1"
+    assert not Notification.objects.exists()

@@ -309,3 +309,17 @@ def test_the_task_runs_the_sweep(db):
     _ticket("P0", dt.datetime.now(UTC) - dt.timedelta(hours=1))
     assert task.apply().get() == 1
     assert task.apply().get() == 0
+
+
+def test_a_ticket_with_every_alert_written_is_not_swept_again(db):
+    """Breached and still unacknowledged: later sweeps do not even lock it."""
+    from tickets.sla_watch import _owing_ids
+
+    ticket = _ticket(
+        "P2", dt.datetime(2026, 12, 8, 14, 0, tzinfo=NY), acknowledged_at=None
+    )
+    later = dt.datetime(2026, 12, 10, 14, 0, tzinfo=NY)
+    assert _owing_ids(later) == [ticket.pk]
+    sla_sweep(now=later)
+
+    assert _owing_ids(later + dt.timedelta(days=3)) == []
