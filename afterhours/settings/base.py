@@ -96,6 +96,8 @@ TRUSTED_PROXY_IPS = env.list("TRUSTED_PROXY_IPS", default=[])
 SUPPORT_EMAIL = env("SUPPORT_EMAIL", default="support@afterhours.example")
 SUPPORT_FROM_NAME = env("SUPPORT_FROM_NAME", default="Afterhours Support")
 SUPPORT_ONCALL_PHONE = env("SUPPORT_ONCALL_PHONE", default="")
+# Operations alerts (carrier filtering) and the fallback of SMS to the phone.
+SUPPORT_ONCALL_EMAIL = env("SUPPORT_ONCALL_EMAIL", default="")
 TICKET_REFERENCE_PREFIX = "AH"
 # RFC 3834: at most this many automatic replies to one sender per hour.
 AUTO_REPLY_LIMIT_PER_HOUR = env.int("AUTO_REPLY_LIMIT_PER_HOUR", default=3)
@@ -132,6 +134,12 @@ TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", default="")
 TWILIO_FROM_NUMBER = env("TWILIO_FROM_NUMBER", default="")
 # Points the official client at a stand-in (tests, benchmarks).
 TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL", default="")
+# Messages a second one sender number may start (a US long code: 1).
+TWILIO_SENDER_RATE_PER_SECOND = env.int("TWILIO_SENDER_RATE_PER_SECOND", default=1)
+# An SMS not confirmed delivered this long after it was owed goes by email.
+SMS_DELIVERY_CONFIRM_SECONDS = env.int("SMS_DELIVERY_CONFIRM_SECONDS", default=300)
+# Re-sends of an SMS reported unreachable (30003, 30005) before giving up.
+SMS_UNREACHABLE_RETRIES = env.int("SMS_UNREACHABLE_RETRIES", default=3)
 
 # --- Airtable -------------------------------------------------------------
 AIRTABLE_API_KEY = env("AIRTABLE_API_KEY", default="")
@@ -174,6 +182,21 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 59},
     },
+    "incident-clock": {
+        "task": "incidents.tasks.incident_clock_sweep",
+        "schedule": 60.0,
+        "options": {"expires": 59},
+    },
+    "report-events-sweep": {
+        "task": "intake.tasks.report_events_sweep",
+        "schedule": 60.0,
+        "options": {"expires": 59},
+    },
+    "sms-fallback-sweep": {
+        "task": "notifications.tasks.sms_fallback_sweep",
+        "schedule": 30.0,
+        "options": {"expires": 29},
+    },
     # An interval (counted in UTC), never a local crontab: a clock change
     # neither skips nor doubles a run, and each run takes all that is due.
     "ticket-sla-sweep": {
@@ -204,3 +227,7 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 CALL_SUMMARY_WEBHOOK_SECRET = env("CALL_SUMMARY_WEBHOOK_SECRET", default="")
+# How long a call's SMS waits for the missing half (completion or end-of-call
+# report) so one SMS carries the summary; 0 sends on completion. Without a
+# webhook secret no report can arrive, so nothing waits.
+CALL_SUMMARY_WAIT_SECONDS = env.int("CALL_SUMMARY_WAIT_SECONDS", default=60)
