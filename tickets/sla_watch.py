@@ -19,6 +19,7 @@ from django.db.models import Case, DateTimeField, Exists, F, OuterRef, Q, Value,
 from django.utils import timezone
 
 from afterhours.privacy import mask_email, mask_phone
+from incidents.models import Incident
 from notifications.models import Notification
 from notifications.services import notification_enqueue
 
@@ -172,7 +173,7 @@ def _remind(ticket: Ticket, alert: TicketAlert) -> None:
 def _breach(ticket: Ticket, alert: TicketAlert) -> None:
     """Page support on-call for P0/P1; tag every breached ticket for the list."""
     sent = []
-    if alert.priority in PAGED_ON_BREACH:
+    if alert.priority in PAGED_ON_BREACH and not _incident_owns_updates(ticket, alert):
         sent += _send_oncall(ticket, alert, scripts.SLA_BREACH)
     sent += _send_owner(ticket, alert, scripts.SLA_BREACH)
     ticket.sla_breached_at = ticket.sla_breached_at or alert.created_at
@@ -187,6 +188,17 @@ def _breach(ticket: Ticket, alert: TicketAlert) -> None:
         alert.clock,
         alert.priority in PAGED_ON_BREACH,
     )
+
+
+def _incident_owns_updates(ticket: Ticket, alert: TicketAlert) -> bool:
+    """A late update on a ticket linked to an open incident is the incident's.
+
+    Its updates come from the incident, whose own clock pages on-call once
+    per incident; paging per ticket too would wake them once per report.
+    """
+    if alert.clock != TicketAlert.Clock.NEXT_UPDATE or ticket.incident_id is None:
+        return False
+    return ticket.incident.status != Incident.Status.RESOLVED
 
 
 def _text(ticket: Ticket, alert: TicketAlert, template: str) -> str:

@@ -13,7 +13,12 @@ from django.conf import settings
 from django.db import connection
 
 from notifications.models import Notification
-from tests.factories import BusinessFactory, TicketFactory, UserFactory
+from tests.factories import (
+    BusinessFactory,
+    IncidentFactory,
+    TicketFactory,
+    UserFactory,
+)
 from tickets.models import Ticket, TicketAlert
 from tickets.services import ticket_status_change
 from tickets.sla import due_times
@@ -126,6 +131,28 @@ def test_a_p2_breach_is_tagged_and_listed_not_paged(db, admin_client):
     listed = admin_client.get("/admin/tickets/ticket/", {"sla": "breached"})
     assert listed.status_code == 200
     assert [t.pk for t in listed.context["cl"].result_list] == [ticket.pk]
+
+
+def test_a_late_update_on_a_ticket_of_an_open_incident_is_left_to_its_clock(db):
+    """The incident's own clock pages once per incident; its four linked
+    tickets must not page on-call four more times. Still tagged and listed."""
+    incident = IncidentFactory(priority="P0")
+    ticket = _ticket("P0", _utc(2026, 12, 8, 3, 0), incident=incident)
+
+    assert sla_sweep(now=ticket.next_update_due).breaches == 1
+
+    ticket.refresh_from_db()
+    assert "sla_breached" in ticket.escalations
+    assert not _sla_messages(recipient=settings.SUPPORT_ONCALL_PHONE).exists()
+
+
+def test_once_the_incident_is_resolved_its_tickets_page_again(db):
+    incident = IncidentFactory(priority="P0", status="resolved")
+    ticket = _ticket("P0", _utc(2026, 12, 8, 3, 0), incident=incident)
+
+    sla_sweep(now=ticket.next_update_due)
+
+    assert _sla_messages(recipient=settings.SUPPORT_ONCALL_PHONE).count() == 1
 
 
 def test_an_unacknowledged_ticket_is_chased_on_its_acknowledgement(db):
