@@ -1197,6 +1197,8 @@ _WORKAROUND_DONE_RE = re.compile(
     r"|in\s+the\s+meantime|meanwhile|stop-?gap|rebooted|restarted|power[- ]cycled"
     r"|switched|forwarded\s+(?:our|the|all)\s+(?:calls|lines?)|working\s+off"
     r"|fall(?:ing)?\s*back\s+to|as\s+a\s+(?:work-?around|backup)"
+    r"|(?:forwards?|forwarded|forwarding|passes|passing)\s+(?:them|it|those|the\s+"
+    r"(?:texts|messages|summaries))\s+(?:on\s+)?to"
     r"|(?:we|i)(?:'ve|\s+have|\s+are|'re|'m|\s+am)?\s+(?:been\s+)?(?:checking"
     r"|calling\s+(?:back|the\s+(?:answering\s+)?service|the\s+call\s+provider)"
     r"|forwarding|using|reading|watching|copying|keeping\s+a|monitoring|routing"
@@ -1363,8 +1365,10 @@ _INTAKE_DOWN_RE = re.compile(
     r"|call\s+intake\s+(?:is\s+)?(?:down|failing|dead)"
     r"|rings?\s+(?:out|forever|and\s+rings)|ring(?:s|ing)?\s+(?:with\s+)?no\s+answer"
     r"|dead\s+air|(?:go|goes|went|going)\s+(?:straight\s+|directly\s+|right\s+)?to\s+"
-    r"voice\s?mail|not\s+receiving\s+(?:any\s+)?calls|no\s+calls\s+(?:are\s+)?"
-    r"(?:coming|getting)\s+(?:in|through)|lignes?\s+coup[ée]es?"
+    r"voice\s?mail|not\s+receiving\s+(?:any\s+)?calls|(?:no|zero)\s+calls\s+"
+    r"(?:are\s+|have\s+)?(?:come|came|coming|got|gotten|get|getting)\s+(?:in|through)"
+    r"|no\s+calls\s+since|(?:lines?|phones?)\s+(?:just\s+)?rings?(?=\s*(?:[.;,!]|$))"
+    r"|lignes?\s+coup[ée]es?"
     rf"|(?:calls?|callers?){_GAP}\s+(?:get|gets|are|were|is|being|keep)?\s*"
     r"(?:\w+\s+)?(?:dropped|cut\s+off|disconnected|hung\s+up\s+on))",
     re.I,
@@ -1389,7 +1393,11 @@ _NOTIFY_FAIL_RES = [
         re.I,
     ),
     re.compile(
-        rf"\b(?:no|not\s+(?:a\s+)?single|not\s+one|zero)\s+{_NOTIFY_NOUN}\b", re.I
+        rf"\b(?:no|not\s+(?:a\s+)?single|not\s+one|zero)\s+{_NOTIFY_NOUN}\b"
+        # "Nothing since 11 PM, texts or emails."
+        r"|\b(?:nothing|none)\s+(?:at\s+all\s+)?(?:since|after|from|overnight|tonight"
+        rf"|all\s+night)\b[^.;]{{0,30}}?\b{_NOTIFY_NOUN}\b",
+        re.I,
     ),
     # "Summaries are missing the dashes" lacks something; it is not missing.
     re.compile(
@@ -1400,6 +1408,19 @@ _NOTIFY_FAIL_RES = [
     ),
 ]
 _NOTIFY_NOUN_RE = re.compile(rf"\b{_NOTIFY_NOUN}\b", re.I)
+# "The 11:20 PM call never reached me": on-call was not told of a call.
+_CALL_NOT_REACHED_RE = re.compile(
+    rf"\bcalls?\b[^.;]{{0,40}}?{_NEGATION}\s+(?:\w+\s+)?(?:reach\w*|get\s+to"
+    r"|make\s+it\s+to|c[oa]me\s+through\s+to)\s+(?:me|us|him|her|them|on-?call"
+    r"|our\s+on-?call)\b",
+    re.I,
+)
+# Summaries delivered to someone other than the person on call.
+_MISROUTED_RE = re.compile(
+    rf"\b{_NOTIFY_NOUN}\s+(?:are\s+|is\s+|were\s+|was\s+|keep\s+)?(?:going|go|goes"
+    r"|went|sent|being\s+sent|delivered)\s+to\s+(?:\w+\s+){1,3}?instead\s+of\b",
+    re.I,
+)
 _CLAUSE_BREAK_RE = re.compile(r"[,;]|\bbut\b", re.I)
 _SMS_NOUN_RE = re.compile(rf"\b{_SMS_NOUN}\b", re.I)
 _EMAIL_NOUN_RE = re.compile(r"\b(?:emails?|e-mails?)\b", re.I)
@@ -1412,7 +1433,8 @@ _CHANNEL_WORKS_RE = re.compile(
     r"(?:(?:are|is|were|was|do|does|did|have|has)\s+)?(?:still\s+)?"
     r"(?:coming\s+(?:through|in)|arriv(?:e|es|ed|ing)|work(?:s|ed|ing)|fine|ok(?:ay)?"
     r"|go(?:es|ing)\s+out|went\s+out|getting\s+through|got\s+through|reached"
-    r"|received|deliver(?:ed|ing)|on\s+time)\b"
+    r"|received|deliver(?:ed|ing)|on\s+time|still\s+(?:do|does|did)(?=\s*(?:[.;,!)]|$)))"
+    r"\b"
     rf"|\bworking\s+off\s+(?:of\s+)?(?:the\s+)?(?P<noun2>{_CHANNEL})\b",
     re.I,
 )
@@ -1656,6 +1678,7 @@ _NOTIFY_WORDS = (
     "page",
     "paging",
     "mail",
+    "reach",
 )
 _AIRTABLE_WORDS = ("airtable", "calls table")
 _COSMETIC_WORDS = (
@@ -1750,6 +1773,10 @@ def _notification_signals(
                 continue
             noun = (match["noun"] or match["noun2"] or match["noun3"] or "").lower()
             working.add("email" if "mail" in noun else "sms")
+        reached = _CALL_NOT_REACHED_RE.search(sentence)
+        if reached:
+            failing.add("summaries")
+            evidence = evidence or _excerpt(reached.group(0), 70)
         if not _NOTIFY_NOUN_RE.search(sentence):
             continue
         # "Only getting half the texts" says the failure is partial, even
@@ -1882,6 +1909,13 @@ def _signals(text: _Text, facts: Facts, received_at: dt.datetime) -> _Signals:
 
     if _any_in(low, _NOTIFY_WORDS):
         _notification_signals(sentences, facts, received_at, signals)
+    if "instead" in low:
+        misrouted = next((m for s in sentences if (m := _MISROUTED_RE.search(s))), None)
+        if misrouted:
+            signals.p1.append(
+                f"notifications going to the wrong on-call person: {_quote(misrouted)}"
+            )
+            signals.components.append("summaries")
 
     if _any_in(low, _AIRTABLE_WORDS):
         for sentence in failure_sentences:
@@ -2018,8 +2052,12 @@ def triage(
     P0: safety risk, call intake down, no summaries/notifications for more
     than 10 minutes, several customers affected, data loss or privacy.
     P1: intermittent or partial failures, a fallback that works, Airtable
-    failures, delays, a reported failure not shown to be cosmetic, or a
-    customer marking it urgent. P2: the rest (cosmetic, non-urgent).
+    failures, delays, callers kept on hold, a reported failure not shown to
+    be cosmetic, or a customer marking it urgent. P2: the rest (cosmetic,
+    non-urgent, a portal problem with calls and notifications unaffected,
+    a delay whose retries succeeded, safety words in a report of a call
+    that reached on-call in time). A reply's "Re:" subject names the old
+    problem and is not read when the body has words of its own.
     ``matching_reports`` counts recent reports on the same component,
     this one included. Never raises.
     """
