@@ -564,9 +564,9 @@ _DATE_RES = [
     (
         "numeric",
         re.compile(
-            r"(?:\bon\s+(?P<a>1[0-2]|0?[1-9])/(?P<b>[12]\d|3[01]|0?[1-9])"
+            r"(?:\bon\s+(?P<a>[12]\d|3[01]|0?[1-9])/(?P<b>[12]\d|3[01]|0?[1-9])"
             r"(?:/(?P<y1>(?:20)?\d\d))?"
-            r"|(?<![\d/])(?P<c>1[0-2]|0?[1-9])/(?P<d>[12]\d|3[01]|0?[1-9])"
+            r"|(?<![\d/])(?P<c>[12]\d|3[01]|0?[1-9])/(?P<d>[12]\d|3[01]|0?[1-9])"
             r"/(?P<y2>(?:20)?\d\d))(?![\d/])",
             re.I,
         ),
@@ -905,8 +905,13 @@ def _day_for(
         day_text = match["b"] or match["d"]
         year_text = match["y1"] or match["y2"]
         month, day = int(month_text), int(day_text)
+        if month > 12:
+            # "14/12" can only be day/month.
+            if day > 12:
+                return None, False
+            month, day = day, month
         # Read as month/day (US); elsewhere 3/4 could be either.
-        if not _zone_name(zone).startswith("America/") and day <= 12 and month != day:
+        elif not _zone_name(zone).startswith("America/") and day <= 12 and month != day:
             return None, False
     else:
         month_text = match["mon"]

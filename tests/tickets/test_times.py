@@ -198,6 +198,14 @@ def started(text, received, zone=None):
             at(2026, 3, 8, 7, 15),
         ),
         ("since 18:30 MEZ", at(2026, 12, 15, 18, 20), None, at(2026, 12, 15, 17, 30)),
+        # A first number over 12 can only be the day.
+        (
+            "since 21:00 on 13/12",
+            at(2026, 12, 15, 15),
+            "America/Chicago",
+            at(2026, 12, 14, 3),
+        ),
+        ("since 9 PM CET on 13/12", at(2026, 12, 15, 15), None, at(2026, 12, 13, 20)),
     ],
 )
 def test_time_is_read_as_an_aware_utc_start(text, received, zone, expected):
@@ -248,6 +256,8 @@ def test_time_is_read_as_an_aware_utc_start(text, received, zone, expected):
         ("since 1:30 AM CST", at(2026, 11, 1, 12, 5), "America/Chicago"),
         # A daylight-time word on the skipped hour is still asked about.
         ("since 2:30 AM EDT on Mar 8", at(2026, 3, 8, 15), None),
+        # Neither number can be the month.
+        ("since 9 PM Eastern on 13/14", at(2026, 12, 15, 15), None),
         # A zone word with several meanings and nothing to settle them.
         ("since 9:15 AM IST today", at(2026, 12, 15, 4, 35), None),
     ],
