@@ -10,7 +10,10 @@ its zone, triage. Prints:
 - the P0 recall (expected P0 messages triaged P0);
 - messages per second on one core for the pure triage path (extract_facts
   twice and triage, business already matched), for the same with business
-  matching (PostgreSQL queries), and for parsing the raw email alone.
+  matching (PostgreSQL queries), and for parsing the raw email alone. The
+  process is pinned to one core; the rate per CPU second of the process is
+  what the goal is judged on, since other work on a shared machine lowers
+  the rate per wall second (printed beside it, with the load average).
 
 Goals: every P0 caught, at least 95% exact, at least 200 messages/s on the
 pure path. Uses the bench settings and their database (`afterhours_bench`),
@@ -164,6 +167,23 @@ def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds else float("inf")
 
 
+@dataclass
+class Rate:
+    cpu: float  # messages per CPU second of this process: one core's rate
+    wall: float  # messages per second of wall time, lower on a busy machine
+
+
+def measure(run, rounds: int) -> Rate:
+    count = 0
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(rounds):
+        count += run()
+    return Rate(
+        cpu=rate(count, time.process_time() - cpu),
+        wall=rate(count, time.perf_counter() - wall),
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
@@ -204,32 +224,28 @@ def main() -> int:
 
     # Speed: the pure path, business already matched, caches cold per message.
     prepared = [(c.parsed, c.business, lines_of(c.business)) for c in cases]
-    count = 0
-    started = time.perf_counter()
-    for _ in range(options.rounds):
+
+    def pure() -> int:
         for parsed, business, lines in prepared:
             cold_caches()
             triage_one(parsed, business, lines)
-            count += 1
-    pure_rate = rate(count, time.perf_counter() - started)
+        return len(prepared)
 
-    count = 0
-    started = time.perf_counter()
-    for _ in range(max(1, options.rounds // 4)):
+    def matched() -> int:
         for case in cases:
             cold_caches()
             business, first = match_business(case.parsed)
             triage_one(case.parsed, business, lines_of(business), first)
-            count += 1
-    matched_rate = rate(count, time.perf_counter() - started)
+        return len(cases)
 
-    count = 0
-    started = time.perf_counter()
-    for _ in range(options.rounds):
+    def parsing() -> int:
         for case in cases:
             parse_email(case.raw)
-            count += 1
-    parse_rate = rate(count, time.perf_counter() - started)
+        return len(cases)
+
+    pure_rate = measure(pure, options.rounds)
+    matched_rate = measure(matched, max(1, options.rounds // 4))
+    parse_rate = measure(parsing, options.rounds)
 
     total = len(cases)
     share = exact / total
@@ -239,15 +255,26 @@ def main() -> int:
     for key, right in fields.items():
         print(f"  {key:<12} {right}/{total} = {right / total:.1%}")
     print(f"P0 recall: {p0_caught}/{p0_expected} = {recall:.1%}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"pure triage path (extract_facts + triage), one core: {pure_rate:,.0f} msg/s"
+        f"speed on one core (per CPU second; per wall second, load {load:.1f} "
+        f"on {os.cpu_count()} cores):"
     )
-    print(f"with business matching (PostgreSQL): {matched_rate:,.0f} msg/s")
-    print(f"email parse alone (intake.email.parse_email): {parse_rate:,.0f} msg/s")
+    for label, measured in (
+        ("pure triage path (extract_facts + triage)", pure_rate),
+        ("with business matching (PostgreSQL queries)", matched_rate),
+        ("email parse alone (intake.email.parse_email)", parse_rate),
+    ):
+        print(
+            f"  {label}: {measured.cpu:,.0f} msg/s CPU, {measured.wall:,.0f} msg/s wall"
+        )
     goals = [
         ("every P0 caught", recall == 1.0),
         (f"at least {GOAL_EXACT:.0%} exact", share >= GOAL_EXACT),
-        (f"at least {GOAL_RATE:.0f} msg/s on one core", pure_rate >= GOAL_RATE),
+        (
+            f"at least {GOAL_RATE:.0f} msg/s on one core (pure path, CPU time)",
+            pure_rate.cpu >= GOAL_RATE,
+        ),
     ]
     for goal, met in goals:
         print(f"goal {goal}: {'met' if met else 'NOT met'}")
