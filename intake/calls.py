@@ -9,6 +9,7 @@ number and the terminal states decide what may move a call.
 """
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -41,6 +42,9 @@ STATUS_ALIASES = {"initiated": Status.QUEUED, "answered": Status.IN_PROGRESS}
 # webhook committed); the sweep queues it again.
 EVENT_STUCK_AFTER = timedelta(minutes=2)
 MAX_EVENT_ATTEMPTS = 5
+# Twilio's are CA + 32 hex digits; anything that could not fit the call's
+# id column is refused up front rather than failing at the insert.
+CALL_SID_RE = re.compile(r"[A-Za-z0-9]{2,64}")
 # How long the call's own sync task gets before the Airtable sweep pushes a
 # changed call itself.
 AIRTABLE_RESYNC_GRACE = timedelta(seconds=60)
@@ -91,9 +95,7 @@ def call_status_event_id(*, payload: dict) -> str:
     A callback without a sequence number (not a call-progress event) is
     keyed on its status instead, so each status is still taken once.
     """
-    call_sid = _value(payload, "CallSid")
-    if not call_sid:
-        raise CallEventInvalid("no CallSid")
+    call_sid = _call_sid(payload)
     sequence = _value(payload, "SequenceNumber")
     if sequence:
         return f"{call_sid}:{sequence}"
@@ -133,9 +135,7 @@ def call_status_event_store(*, payload: dict) -> tuple[WebhookEvent, bool]:
 
 def call_status_event_parse(*, payload: dict, received_at: datetime) -> CallStatusEvent:
     """Read a stored voice callback; raise CallEventInvalid if it is not one."""
-    call_sid = _value(payload, "CallSid")
-    if not call_sid:
-        raise CallEventInvalid("no CallSid")
+    call_sid = _call_sid(payload)
     raw_status = _value(payload, "CallStatus").lower()
     status = STATUS_ALIASES.get(raw_status, raw_status)
     if status not in Status.values:
@@ -464,6 +464,15 @@ def _apply(call: Call, event: CallStatusEvent) -> None:
             if event.terminal and event.duration_seconds
             else 0
         )
+
+
+def _call_sid(payload: dict) -> str:
+    call_sid = _value(payload, "CallSid")
+    if not call_sid:
+        raise CallEventInvalid("no CallSid")
+    if not CALL_SID_RE.fullmatch(call_sid):
+        raise CallEventInvalid("CallSid is not a call id (letters and digits, <= 64)")
+    return call_sid
 
 
 def _value(payload: dict, key: str) -> str:

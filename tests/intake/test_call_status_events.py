@@ -235,6 +235,7 @@ def test_a_callback_that_keeps_failing_is_set_aside_after_its_attempts(
         {"CallDuration": "-5"},
         {"SequenceNumber": str(2**40)},
         {"CallSid": ""},
+        {"CallSid": "CA" + "f" * 500},
     ],
 )
 def test_a_callback_with_impossible_values_is_set_aside_not_applied(

@@ -366,3 +366,24 @@ def test_completed_before_ringing_and_twice_makes_one_call_one_summary(
     assert "+16175550199" in message["body"]
     assert "47s" in message["body"]
     assert "Summary to follow" in message["body"]
+
+
+@pytest.mark.django_db
+def test_a_signed_callback_with_an_oversized_call_id_gets_400_not_500(client, queued):
+    """Found by a new-user trial: a 502-character CallSid reached the insert."""
+    from urllib.parse import parse_qsl, urlencode
+
+    from django.conf import settings
+    from twilio.request_validator import RequestValidator
+
+    params = dict(parse_qsl(case_body("completed")))
+    params["CallSid"] = "CA" + "f" * 500
+    signature = RequestValidator(settings.TWILIO_AUTH_TOKEN).compute_signature(
+        SIGNED_URL, params
+    )
+
+    response = post(client, urlencode(params), signature)
+
+    assert response.status_code == 400
+    assert not WebhookEvent.objects.exists()
+    assert queued == []
