@@ -230,6 +230,13 @@ _REPLY_PREFIX_RE = re.compile(r"^(?:(?:re|fwd?|aw|tr|sv)\s*:\s*)+", re.I)
 # "Re:" (and its German and Nordic forms) names a reply: the subject is the
 # old conversation's, not what the customer says now.
 _ANSWER_PREFIX_RE = re.compile(r"^(?:re|aw|sv)\s*:", re.I)
+# A reply that says the old problem is over.
+_RECOVERED_RE = re.compile(
+    r"\b(?:(?:works?|working|running)\s+(?:fine\s+|normally\s+)?again|back\s+to"
+    r"\s+normal|(?:is|was|has\s+been|looks)\s+(?:resolved|fixed)|all\s+good\s+now"
+    r"|everything\s+(?:is\s+|'s\s+)?(?:fine|ok(?:ay)?|good)\s+(?:now|again))\b",
+    re.I,
+)
 
 
 def _normalise(text) -> str:
@@ -354,10 +361,10 @@ def _prepare_cached(subject: str, body: str) -> _Text:
     subject_text = _REPLY_PREFIX_RE.sub("", _TICKET_TAG_RE.sub("", subject_text))
     subject_part = (subject_text,) if subject_text else ()
     body_part = tuple(_sentences(main))
-    if is_reply and body_part:
-        # A reply's subject reports the old problem ("Re: lines down"); the
-        # new words are in the body, and a reply that says all is well
-        # again must not be triaged by its subject.
+    if is_reply and any(_RECOVERED_RE.search(s) for s in body_part):
+        # A reply's subject reports the old problem ("Re: lines down"); a
+        # reply that says all is well again is not triaged by it. Any other
+        # reply keeps it: "Re: lines down" over "still!!" is still an outage.
         subject_part = ()
     return _Text(
         subject=subject_part,
@@ -1795,7 +1802,11 @@ def _notification_signals(
                 continue
             for match in pattern.finditer(sentence):
                 scope = _clause(sentence[match.start() : match.end() + 40], 0)
-                if not _NOTIFY_NOUN_RE.search(scope):
+                if _NOTIFY_NOUN_RE.search(match.group(0)):
+                    # "Nothing since 11 PM, texts or emails" names its nouns
+                    # past a comma.
+                    scope = match.group(0)
+                elif not _NOTIFY_NOUN_RE.search(scope):
                     before = sentence[max(0, match.start() - 30) : match.start()]
                     scope = _clause(before, -1) + scope
                 channels = set()
@@ -2062,7 +2073,7 @@ def triage(
     non-urgent, a portal problem with calls and notifications unaffected,
     a delay whose retries succeeded, safety words in a report of a call
     that reached on-call in time). A reply's "Re:" subject names the old
-    problem and is not read when the body has words of its own.
+    problem and is not read when the body says that problem is over.
     ``matching_reports`` counts recent reports on the same component,
     this one included. Never raises.
     """

@@ -294,6 +294,68 @@ def test_more_than_three_matching_reports_adds_the_tag(businesses, reports, tagg
         ("How do I add a second on-call person?", "P2", "no outage"),
         ("The summary font looks weird.", "P2", "cosmetic"),
         ("There is no fire, just a typo in the summary.", "P2", "cosmetic"),
+        # Kinds found by the triage set (tests/tickets/triage_set/).
+        (
+            "A caller had a gas leak; the summary reached Dana within a minute. "
+            "Just wanted to say your agent handled it well.",
+            "P2",
+            "safety words in a report of a call handled well",
+        ),
+        (
+            "A caller had a gas leak and the text never came.",
+            "P0",
+            "safety risk",
+        ),
+        (
+            "I can't log into the portal. Calls and texts are fine.",
+            "P2",
+            "portal problem",
+        ),
+        ("Callers are stuck on hold for 10-15 minutes.", "P1", "call intake slow"),
+        (
+            "Texts are going to Luis instead of the weekend on-call.",
+            "P1",
+            "notifications going to the wrong on-call person",
+        ),
+        (
+            "Webhooks to you time out, but the retries succeed and every text "
+            "arrives within a couple of minutes.",
+            "P2",
+            "non-critical delay, retries succeeding",
+        ),
+        (
+            "Calls to 212-555-0191 go unanswered since 9 PM ET.",
+            "P0",
+            "call intake down",
+        ),
+        (
+            "About 1 in 3 calls go to dead air; the main line 312-555-0118 works.",
+            "P1",
+            "call intake failing for part",
+        ),
+        (
+            "Two other electricians on your service say theirs stopped too.",
+            "P0",
+            "multiple customers affected",
+        ),
+        (
+            "A patient's name went to our old number, which now belongs to "
+            "someone outside the practice.",
+            "P0",
+            "data loss or privacy",
+        ),
+        (
+            "About 40 call records from last week disappeared from Airtable.",
+            "P0",
+            "data loss or privacy",
+        ),
+        (
+            "teh txt messages arent comming thru since 9:15pm pst, email is fine",
+            "P1",
+            "partial failure, fallback works",
+        ),
+        ("The summaries are missing the dashes. Cosmetic.", "P2", "cosmetic"),
+        ("Nothing since 11 PM Eastern, texts or emails.", "P0", "no summaries"),
     ],
 )
 def test_triage_rules(body, priority, reason_start):
@@ -306,6 +368,28 @@ def test_triage_rules(body, priority, reason_start):
 
     assert result.priority == priority
     assert result.reasons[0].startswith(reason_start)
+
+
+@pytest.mark.parametrize(
+    "subject,body,priority",
+    [
+        ("Re: All lines down", "Thanks, everything works again.", "P2"),
+        ("Re: All lines down", "still!!!", "P0"),
+        ("Fwd: All lines down", "see below", "P0"),
+    ],
+)
+def test_a_reply_subject_is_not_read_once_the_reply_says_it_is_over(
+    subject, body, priority
+):
+    """ "Re:" names the old problem; a forward's subject is the report itself."""
+    received = dt.datetime(2026, 12, 9, 15, 0, tzinfo=UTC)
+    facts = extract_facts(subject=subject, body=body, received_at=received, zone=None)
+
+    result = triage(
+        subject=subject, body=body, facts=facts, business=None, received_at=received
+    )
+
+    assert result.priority == priority
 
 
 def test_total_notification_silence_under_ten_minutes_is_p1():
