@@ -38,12 +38,15 @@ from .models import (
     TicketEvent,
     TicketMessage,
 )
-from .selectors import business_for_sender, matching_report_count
+from .selectors import FREE_MAIL_DOMAINS, business_for_sender, matching_report_count
 from .sla import DEFAULT_ZONE, due_times, next_update_after
 from .triage import extract_facts, merge_facts, triage
 
 logger = logging.getLogger(__name__)
 
+# Several P0 reports from one business within this window page its on-call
+# person once.
+BUSINESS_PAGE_QUIET = dt.timedelta(minutes=30)
 PRIORITY_RANK = {Priority.P0: 0, Priority.P1: 1, Priority.P2: 2}
 # Reports of the same component within this window count as matching ones.
 MATCHING_REPORTS_WINDOW = dt.timedelta(minutes=60)
@@ -494,6 +497,7 @@ def p0_page_queue(*, ticket: Ticket) -> list[Notification]:
     no second page.
     """
     numbers = []
+    first = None
     if ticket.business_id is not None:
         first = (
             OnCallContact.objects.filter(business_id=ticket.business_id)
@@ -501,8 +505,8 @@ def p0_page_queue(*, ticket: Ticket) -> list[Notification]:
             .order_by("order", "id")
             .first()
         )
-        if first is not None:
-            numbers.append(first.phone)
+    if first is not None and _business_page_allowed(ticket, first.phone):
+        numbers.append(first.phone)
     if settings.SUPPORT_ONCALL_PHONE:
         numbers.append(settings.SUPPORT_ONCALL_PHONE)
 
@@ -540,6 +544,65 @@ def p0_page_queue(*, ticket: Ticket) -> list[Notification]:
         )
         logger.warning("P0 page: no on-call number for ticket=%s", ticket.pk)
     return queued
+
+
+def _business_page_allowed(ticket: Ticket, phone: str) -> bool:
+    """Whether this P0 may wake the business's own on-call person.
+
+    Only a sender the business knows (one of its contacts, or its own mail
+    domain) may: anyone can write a business's phone number into an email,
+    and a stranger must not page a plumber at 3 a.m. And one page per
+    business per BUSINESS_PAGE_QUIET: several reports of one outage are one
+    wake-up; support on-call is still paged for each ticket.
+    """
+    if not _requester_known_to_business(ticket):
+        TicketEvent.objects.create(
+            ticket=ticket,
+            kind="p0_page_held",
+            detail=(
+                "the business's on-call was not paged: the sender is not one of "
+                "its contacts; confirm the business before paging them"
+            ),
+        )
+        return False
+    recent = Notification.objects.filter(
+        reason=Notification.Reason.P0_PAGE,
+        recipient=phone,
+        ticket__business_id=ticket.business_id,
+        created_at__gte=timezone.now() - BUSINESS_PAGE_QUIET,
+    ).exclude(ticket=ticket)
+    # Limitation: two workers opening P0s for one business in the same
+    # instant can both page; the quiet window is a courtesy, not a lock.
+    if recent.exists():
+        TicketEvent.objects.create(
+            ticket=ticket,
+            kind="p0_page_skipped",
+            detail="the business's on-call was paged for another P0 in the last "
+            f"{int(BUSINESS_PAGE_QUIET.total_seconds() // 60)} minutes",
+        )
+        return False
+    return True
+
+
+def _requester_known_to_business(ticket: Ticket) -> bool:
+    address = (ticket.requester_email or "").strip().lower()
+    if not address or ticket.business_id is None:
+        return False
+    domain = address.rpartition("@")[2]
+    emails = [
+        *Contact.objects.filter(business_id=ticket.business_id).values_list(
+            "email", flat=True
+        ),
+        *OnCallContact.objects.filter(business_id=ticket.business_id).values_list(
+            "email", flat=True
+        ),
+    ]
+    known = {email.lower() for email in emails if email}
+    if address in known:
+        return True
+    return domain not in FREE_MAIL_DOMAINS and any(
+        email.rpartition("@")[2] == domain for email in known
+    )
 
 
 # --- SLA clock ---------------------------------------------------------------
