@@ -11,7 +11,7 @@ from email.utils import parseaddr
 from accounts.models import Business, Contact, OnCallContact, PhoneLine
 
 from .models import Ticket
-from .triage import parse_phone
+from .triage import parse_phone, phone_numbers_in
 
 # Shared mail providers: a sender's domain there says nothing about which
 # business they work for.
@@ -67,9 +67,11 @@ def business_for_sender(
     In order: a Contact with exactly that address; an on-call contact with
     it; the one business whose contacts share the sender's domain (shared
     mail providers excluded); a phone line among ``numbers`` (E.164 strings
-    or ``PhoneMention``s); the business's name written in ``text``. A step
-    that points at two businesses decides nothing, but narrows the later
-    steps to those two; no step ever guesses between them.
+    or ``PhoneMention``s); the business's name written in ``text``; a phone
+    line anywhere in ``text``, its signature included ("Marcus, Harbor
+    Plumbing (617) 555-0142"). A step that points at two businesses decides
+    nothing, but narrows the later steps to those two; no step ever guesses
+    between them.
     """
     address = (parseaddr(from_address or "")[1] or "").strip().lower()
     domain = address.rpartition("@")[2] if "@" in address else ""
@@ -87,6 +89,9 @@ def business_for_sender(
         lambda: _domain_ids(domain),
         lambda: _line_ids(numbers),
         lambda: _name_ids(text),
+        lambda: _line_ids(
+            phone_numbers_in(text[:20_000]) if isinstance(text, str) else ()
+        ),
     ]
     for step in steps:
         found = step()

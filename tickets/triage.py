@@ -1186,7 +1186,7 @@ _SYMPTOM_CUE_RE = re.compile(
     r"|cannot|drop\w*|cut\s+off|disconnect\w*|bounc\w*|reject\w*|undeliver\w*"
     r"|tim(?:ing|ed)\s+out|voice\s?mail|unanswered|silence|disappeared|gone"
     r"|typos?|misspel\w*|spell(?:s|ed|ing)?|format\w*|spacing|all\s+caps"
-    r"|looks?\s+(?:odd|weird)|run\s+together|on\s+hold|kept\s+waiting"
+    r"|looks?\s+(?:odd|weird)|run\s+together|on\s+hold|kept\s+waiting|spam|junk"
     r"|hung\s+up|nobody|no\s+one|forever)\b|n't\b"
     r"|\b(?:are|is|was|were|do|does|did|have|has|had|ca|wo)nt\b)",
     re.I,
@@ -1415,7 +1415,8 @@ _NOTIFY_FAIL_RES = [
     re.compile(
         rf"\b{_NOTIFY_NOUN}\s+(?:\w+\s+){{0,3}}?(?:(?:are|is|were|was|have|has|keep)\s+)?"
         r"(?:fail\w*|stopped|missing(?!\s+(?:the|a|an|their|its|his|her|some|any|all"
-        r"|our|your)\b)|bounc\w*|undeliver\w*|blocked)\b",
+        r"|our|your)\b)|bounc\w*|undeliver\w*|blocked|(?:land\w*|go(?:es|ing)?"
+        r"|end(?:s|ing)?\s+up)\s+in\s+(?:the\s+|our\s+|my\s+)?(?:spam|junk))\b",
         re.I,
     ),
 ]

@@ -475,6 +475,31 @@ def test_sender_never_guessed_between_two_businesses(businesses):
     assert match("shared@frontdesk.example", numbers=["+16175550142"]) is None
 
 
+def test_a_line_in_the_signature_matches_when_nothing_else_does(businesses):
+    """The closing line's number names the business; it is no example call."""
+    body = (
+        "Texts stopped coming in since 10:30 PM Eastern.\n\n"
+        "Marcus, Harbor Plumbing (617) 555-0142\n"
+    )
+    received = dt.datetime(2026, 12, 16, 4, 10, tzinfo=UTC)
+
+    business, facts, _ = run_triage(
+        "marcus.bell.home@gmail.com", "texts stopped", body, received
+    )
+
+    assert business == businesses["Harbor Plumbing & Heating"]
+    assert facts.business_line == "+16175550142"
+    assert facts.example_call == ""
+    assert (
+        business_for_sender(
+            from_address="x@gmail.com",
+            text="Call me: (617) 555-0142 or (212) 555-0191",
+            numbers=[],
+        )
+        is None
+    )
+
+
 def test_longer_business_name_wins_over_the_name_it_contains(businesses):
     from accounts.models import Business
 
