@@ -779,6 +779,9 @@ def _zone_name(zone: dt.tzinfo | None) -> str:
 
 def _zone_for_word(word: str, default: dt.tzinfo | None) -> dt.tzinfo | None:
     """The zone a written zone word means, or None when it is unclear."""
+    # Limitation: the offset in the message's Date header (-0600 beside
+    # "CST") is not used to settle a word with several meanings; only the
+    # business's zone does, so an unknown sender is asked.
     word = _SPACES_RE.sub(" ", word.strip())
     offset = _OFFSET_RE.fullmatch(word)
     if offset:
@@ -1342,6 +1345,10 @@ def _aware(moment) -> dt.datetime:
 
 
 # --- Triage ------------------------------------------------------------------------
+
+# Limitation: the rules read English, with a few French, Spanish and German
+# words ("lignes coupées", "MEZ"); a report written wholly in another
+# language finds no rule and is left at P1 or P2 for an agent to read.
 
 _NEGATED_BEFORE_RE = re.compile(r"\b(?:no|not|without|non|never)\b[\w\s-]{0,8}$", re.I)
 _SAFETY_RE = re.compile(
