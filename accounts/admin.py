@@ -1,6 +1,53 @@
+from django import forms
 from django.contrib import admin
 
-from .models import Business, Contact, OnCallContact, PhoneLine, PortalUser
+from .models import WEEKDAYS, Business, Contact, OnCallContact, PhoneLine, PortalUser
+from .validators import known_time_zones
+
+
+def _zone_choices(current: str) -> list[tuple[str, str]]:
+    choices = [(name, name) for name in sorted(known_time_zones())]
+    if current and current not in known_time_zones():
+        # A row stored before zones were checked: show what is there, so the
+        # admin sees it and must pick a real zone to save.
+        choices.insert(0, (current, f"{current} (not a known time zone)"))
+    return choices
+
+
+class BusinessAdminForm(forms.ModelForm):
+    """Zones from a list, days as checkboxes; the model checks the values."""
+
+    time_zone = forms.ChoiceField(help_text="IANA time zone, e.g. America/Chicago.")
+    open_days = forms.TypedMultipleChoiceField(
+        choices=list(enumerate(WEEKDAYS)),
+        coerce=int,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Days the business is open; none means after hours all week.",
+    )
+
+    class Meta:
+        model = Business
+        fields = [
+            "name",
+            "time_zone",
+            "high_value",
+            "open_days",
+            "opens_at",
+            "closes_at",
+            "airtable_base_id",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["time_zone"].choices = _zone_choices(self.instance.time_zone)
+        if not isinstance(self.instance.open_days, list):
+            # A stored non-list (e.g. {"x": 1}) would render as one unknown
+            # value; start from no day ticked instead.
+            self.initial["open_days"] = []
+
+    def clean_open_days(self) -> list[int]:
+        return sorted(set(self.cleaned_data["open_days"]))
 
 
 class PhoneLineInline(admin.TabularInline):
@@ -21,6 +68,7 @@ class OnCallContactInline(admin.TabularInline):
 
 @admin.register(Business)
 class BusinessAdmin(admin.ModelAdmin):
+    form = BusinessAdminForm
     list_display = ["name", "time_zone", "hours_display", "high_value", "lines"]
     list_filter = ["high_value", "time_zone"]
     search_fields = ["name", "phone_lines__number", "contacts__email"]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
 
 from .models import WEEKDAYS, Business, Contact, OnCallContact, PhoneLine
@@ -56,6 +57,7 @@ def normalise_e164(number: str) -> str:
 
 
 def _validated(record: dict) -> dict:
+    """The record as model values, checked as the admin checks them."""
     try:
         name = record["name"].strip()
         zone = record["time_zone"]
@@ -67,28 +69,60 @@ def _validated(record: dict) -> dict:
         raise BusinessImportError(f"record lacks {exc.args[0]!r}: {record}") from exc
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise BusinessImportError(f"{record.get('name')!r}: {exc}") from exc
-    return {
-        "name": name,
-        "fields": {
-            "time_zone": zone,
-            "high_value": bool(record.get("high_value", False)),
-            "open_days": parse_open_days(hours.get("days", "Mon-Fri")),
-            "opens_at": opens,
-            "closes_at": closes,
-            "airtable_base_id": record.get("airtable_base_id", ""),
-        },
-        "lines": [normalise_e164(n) for n in record.get("phone_lines", [])],
-        "contacts": [c.strip().lower() for c in record.get("contacts", [])],
-        "on_call": [
-            {
-                "name": person["name"],
-                "phone": normalise_e164(person["phone"]) if person.get("phone") else "",
-                "email": (person.get("email") or "").strip().lower(),
-                "order": order,
-            }
-            for order, person in enumerate(record.get("on_call", []))
-        ],
-    }
+    try:
+        item = {
+            "name": name,
+            "fields": {
+                "time_zone": zone,
+                "high_value": bool(record.get("high_value", False)),
+                "open_days": parse_open_days(hours.get("days", "Mon-Fri")),
+                "opens_at": opens,
+                "closes_at": closes,
+                "airtable_base_id": record.get("airtable_base_id", ""),
+            },
+            "lines": [normalise_e164(n) for n in record.get("phone_lines", [])],
+            "contacts": [c.strip().lower() for c in record.get("contacts", [])],
+            "on_call": [
+                {
+                    "name": person["name"],
+                    "phone": normalise_e164(person["phone"])
+                    if person.get("phone")
+                    else "",
+                    "email": (person.get("email") or "").strip().lower(),
+                    "order": order,
+                }
+                for order, person in enumerate(record.get("on_call", []))
+            ],
+        }
+        # The model's own checks, so the list cannot store what the admin
+        # would refuse.
+        Business(name=name, **item["fields"]).full_clean(validate_unique=False)
+        for number in item["lines"]:
+            PhoneLine(number=number).clean_fields(exclude=["business"])
+        for email in item["contacts"]:
+            Contact(email=email).clean_fields(exclude=["business"])
+        for person in item["on_call"]:
+            contact = OnCallContact(**person)
+            contact.clean_fields(exclude=["business"])
+            contact.clean()
+    except KeyError as exc:
+        raise BusinessImportError(f"{name!r}: record lacks {exc.args[0]!r}") from exc
+    except BusinessImportError as exc:
+        raise BusinessImportError(f"{name!r}: {exc}") from exc
+    except ValidationError as exc:
+        raise BusinessImportError(f"{name!r}: {_messages(exc)}") from exc
+    return item
+
+
+def _messages(error: ValidationError) -> str:
+    if not hasattr(error, "error_dict"):
+        return " ".join(error.messages)
+    return "; ".join(
+        " ".join(messages)
+        if field == NON_FIELD_ERRORS
+        else f"{field}: {' '.join(messages)}"
+        for field, messages in error.message_dict.items()
+    )
 
 
 @transaction.atomic
