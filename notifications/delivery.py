@@ -65,9 +65,13 @@ MAX_ATTEMPTS = 6
 BACKOFF_BASE_SECONDS = 30
 BACKOFF_CAP_SECONDS = 30 * 60
 # A claim older than this has lost its worker (killed, or the record step
-# failed); the sweep hands the row out again. Far longer than one provider
-# call with its timeout.
-CLAIM_LEASE = timedelta(minutes=5)
+# failed); the sweep hands the row out again. Longer than a claim can last
+# (slot wait, look-up and send with their timeouts: about 35 s), and short
+# enough that the row is retried, and a message Twilio already took is found,
+# while its delivery report still waits for it (intake.sms_status
+# UNMATCHED_PATIENCE, 2 minutes) and well before the SMS delivery deadline
+# sends the email fallback: a five-minute lease let both give up first.
+CLAIM_LEASE = timedelta(seconds=60)
 # A worker killed after the provider took a message but before the outcome
 # was written leaves the row "sending"; a timeout leaves it "failed" though
 # Twilio may have it. Before any re-send, Twilio's recent messages to that

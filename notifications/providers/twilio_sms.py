@@ -107,6 +107,11 @@ def sms_address(number: str) -> str:
 # SID), not the message: kept retryable so fixing the setting lets the owed
 # messages go out instead of writing them all off.
 CONFIGURATION_STATUSES = frozenset({401, 403, 404})
+# The re-send look-up reads at most this many of the newest messages to one
+# number, in pages: two requests, so a claim's lease (notifications.delivery)
+# covers the look-up and the send even when Twilio is slow.
+LOOKUP_PAGE_SIZE = 100
+LOOKUP_LIMIT = 200
 # Final message statuses that mean the message did not reach the phone.
 NOT_DELIVERED = frozenset({"failed", "undelivered", "canceled"})
 
@@ -224,9 +229,11 @@ def sms_find_sent(
 
     Asked before sending again a message whose worker was lost mid-send:
     Twilio has no idempotency key, so we look at the latest messages to the
-    same number from the same sender. Messages in `exclude` (one Twilio
-    already reported undelivered) and messages Twilio reports failed do not
-    count. Raises TransientProviderError when Twilio cannot be asked.
+    same number from the same sender, page after page (up to LOOKUP_LIMIT):
+    a busy on-call number may have been sent dozens since. Messages in
+    `exclude` (one Twilio already reported undelivered) and messages Twilio
+    reports failed do not count. Raises TransientProviderError when Twilio
+    cannot be asked.
     """
     if not (sms_configured() and from_number):
         return None
@@ -236,8 +243,13 @@ def sms_find_sent(
         settings.TWILIO_API_BASE_URL,
     )
     try:
-        page = client.messages.page(to=sms_address(to), from_=from_number, page_size=20)
-        for message in page:
+        messages = client.messages.stream(
+            to=sms_address(to),
+            from_=from_number,
+            limit=LOOKUP_LIMIT,
+            page_size=LOOKUP_PAGE_SIZE,
+        )
+        for message in messages:
             if message.sid in exclude or message.status in NOT_DELIVERED:
                 continue
             if message.body == body and (
