@@ -79,6 +79,19 @@ UPDATE_SCRIPTS_HERE = {
     ),
 }
 NEXT_UPDATE_PLACEHOLDER = "{next_update}"
+# The stored update is its public text (status page, portal, admin
+# timeline): written for no one reader, so it names no business and no
+# ticket, and gives times in the incident's public zone, named.
+# Limitation: the portal shows this text as stored, so a business in
+# another zone reads the update's next-update time in the public zone
+# (named) beside its own-zone times; its emails use its own zone.
+PUBLIC_VALUES = {
+    "reference": "your ticket reference",
+    "business": "your business",
+    "name": "everyone",
+}
+# A promise further out than this is a typo (9999-12-31), not a plan.
+MAX_NEXT_UPDATE_AHEAD = dt.timedelta(days=7)
 
 REMINDER_SMS = (
     "afterhours incident #{id} ({title}): customer update due by {due} "
@@ -304,6 +317,12 @@ def incident_post_update(
             )
         if next_update_at <= now:
             raise NextUpdateRequired("the next-update time must be in the future")
+        if next_update_at > now + MAX_NEXT_UPDATE_AHEAD:
+            raise NextUpdateRequired(
+                f"the next-update time must be within {MAX_NEXT_UPDATE_AHEAD.days} "
+                f"days (by {now + MAX_NEXT_UPDATE_AHEAD:%Y-%m-%d %H:%M} UTC); "
+                "promise a nearer update and say then when the next one is"
+            )
     errors = script_placeholder_errors(text)
     if errors:
         raise IncidentUpdateRefused("; ".join(errors))
@@ -313,6 +332,13 @@ def incident_post_update(
             "the update has none"
         )
 
+    public = update_text(
+        body=text,
+        next_update_at=next_update_at,
+        zone=incident_public_zone(incident=incident),
+        reference=now,
+        values=PUBLIC_VALUES,
+    )
     findings: list[Finding] = []
     if customer_facing:
         findings = check_outgoing(
@@ -332,7 +358,7 @@ def incident_post_update(
         update = IncidentUpdate.objects.create(
             incident=locked,
             status=status,
-            body=text,
+            body=public,
             customer_facing=customer_facing,
             next_update_at=next_update_at,
             author=author,
@@ -357,7 +383,9 @@ def incident_post_update(
                 " | ".join(f.words for f in findings),
                 update.override_reason,
             )
-        told = incident_update_fan_out(update=update) if customer_facing else 0
+        told = (
+            incident_update_fan_out(update=update, body=text) if customer_facing else 0
+        )
         if status == Status.RESOLVED:
             _tickets_resolve(incident=locked, author=author, now=now)
 
@@ -376,16 +404,19 @@ def incident_post_update(
     return update
 
 
-def incident_update_fan_out(*, update: IncidentUpdate) -> int:
+def incident_update_fan_out(*, update: IncidentUpdate, body: str | None = None) -> int:
     """Owe a customer-facing update to everyone the incident affects.
 
     Each open linked ticket gets an outbound message and an email to its
     requester, threaded on the ticket; each contact and on-call contact of
     the affected businesses not already told on a ticket gets an email.
-    Times are written in each business's zone. Idempotent per (update,
-    ticket) and (update, address). Locks the tickets; call inside a
-    transaction. Returns how many messages were newly owed.
+    `body` is the update's words as written, placeholders unfilled, so
+    times are written in each business's zone; without it, the stored
+    public text is sent as it stands. Idempotent per (update, ticket) and
+    (update, address). Locks the tickets; call inside a transaction.
+    Returns how many messages were newly owed.
     """
+    template = body if body is not None else as_template(update.body)
     incident = update.incident
     told: set[str] = set()
     owed = 0
@@ -399,7 +430,7 @@ def incident_update_fan_out(*, update: IncidentUpdate) -> int:
         recipient = ticket.requester_email
         if recipient:
             told.add(recipient.lower())
-        owed += _tell_ticket(update=update, ticket=ticket)
+        owed += _tell_ticket(update=update, ticket=ticket, body=template)
 
     businesses = incident.affected_businesses.order_by("id")
     for business in businesses:
@@ -407,7 +438,9 @@ def incident_update_fan_out(*, update: IncidentUpdate) -> int:
             if address.lower() in told:
                 continue
             told.add(address.lower())
-            owed += _tell_contact(update=update, business=business, address=address)
+            owed += _tell_contact(
+                update=update, business=business, address=address, body=template
+            )
     return owed
 
 
@@ -428,40 +461,86 @@ def update_text(
     reference: dt.datetime,
     ticket: Ticket | None = None,
     business: Business | None = None,
+    values: dict[str, str] | None = None,
+    closing_line: bool = True,
 ) -> str:
     """An update's words for one reader, placeholders filled.
 
     The next-update time is written in the reader's zone; text that does
-    not name it gets it as a closing sentence, so no customer-facing
-    update goes out without it. Raises ValueError on a broken placeholder
-    (`update_placeholder_errors` tells the agent first).
+    not name it gets it as a closing sentence (unless `closing_line` is
+    off), so no customer-facing update goes out without it. `values`
+    overrides what the other placeholders become (PUBLIC_VALUES for the
+    public text). Raises ValueError on a broken placeholder
+    (`script_placeholder_errors` tells the agent first).
     """
     when = local_time(next_update_at, zone, reference) if next_update_at else ""
-    values = {
+    filled = {
         "next_update": when,
         "reference": ticket.reference if ticket is not None else "",
         "workaround": ticket_scripts.DEFAULT_WORKAROUND,
         "business": business.name if business is not None else "",
         "name": (ticket.requester_name or "").strip().strip('"') if ticket else "",
+        **(values or {}),
     }
-    text = body.format_map({name: values[name] for name in SCRIPT_PLACEHOLDERS})
-    if when and NEXT_UPDATE_PLACEHOLDER not in body:
+    text = body.format_map({name: filled[name] for name in SCRIPT_PLACEHOLDERS})
+    if closing_line and when and NEXT_UPDATE_PLACEHOLDER not in body:
         text += "\n\n" + ticket_scripts.NEXT_UPDATE_LINE.format(next_update=when)
     return text
+
+
+def as_template(text: str) -> str:
+    """Stored update text as a template: its known placeholders stay ones,
+    any other brace is literal.
+
+    Updates stored before their public text was filled kept the raw
+    placeholders; filled ones may hold a literal brace. Both read safely.
+    """
+    template = text.replace("{", "{{").replace("}", "}}")
+    for name in SCRIPT_PLACEHOLDERS:
+        template = template.replace(f"{{{{{name}}}}}", f"{{{name}}}")
+    return template
+
+
+def update_public_text(*, update: IncidentUpdate, zone: ZoneInfo | dt.tzinfo) -> str:
+    """What the status page and the portal show for a stored update.
+
+    The stored text is public already; one stored before that was so still
+    has its placeholders, filled here (times in `zone`, named) so no reader
+    sees "{next_update}".
+    """
+    return update_text(
+        body=as_template(update.body),
+        next_update_at=update.next_update_at,
+        zone=zone,
+        reference=update.created_at,
+        values=PUBLIC_VALUES,
+        closing_line=False,
+    )
+
+
+def incident_public_zone(*, incident: Incident) -> ZoneInfo:
+    """The zone public text gives times in: the first affected business's
+    (by id), else the default. Uses prefetched businesses when there are."""
+    first = min(incident.affected_businesses.all(), key=lambda b: b.pk, default=None)
+    return first.zone if first is not None else ZoneInfo(DEFAULT_ZONE)
 
 
 def local_time(
     moment: dt.datetime, zone: ZoneInfo | dt.tzinfo, reference: dt.datetime
 ) -> str:
-    """'11:22 PM EST', with the day when it is not `reference`'s day there."""
+    """'11:22 PM EST', with the day when it is not `reference`'s day there,
+    and the year when it is not `reference`'s year."""
     local = moment.astimezone(zone)
+    seen_from = reference.astimezone(zone)
     text = f"{local:%I:%M %p %Z}".lstrip("0")
-    if local.date() != reference.astimezone(zone).date():
+    if local.date() != seen_from.date():
         text += f" on {local:%A, %b} {local.day}"
+    if local.year != seen_from.year:
+        text += f", {local.year}"
     return text
 
 
-def _tell_ticket(*, update: IncidentUpdate, ticket: Ticket) -> int:
+def _tell_ticket(*, update: IncidentUpdate, ticket: Ticket, body: str) -> int:
     incident = update.incident
     if not ticket.requester_email:
         TicketEvent.objects.create(
@@ -477,7 +556,7 @@ def _tell_ticket(*, update: IncidentUpdate, ticket: Ticket) -> int:
         if name
         else ticket_scripts.GREETING_NO_NAME,
         update_text(
-            body=update.body,
+            body=body,
             next_update_at=update.next_update_at,
             zone=zone,
             reference=update.created_at,
@@ -487,7 +566,7 @@ def _tell_ticket(*, update: IncidentUpdate, ticket: Ticket) -> int:
         ticket_scripts.REFERENCE_LINE.format(reference=ticket.reference),
         ticket_scripts.SIGN_OFF.format(team=settings.SUPPORT_FROM_NAME),
     ]
-    body = "\n\n".join(paragraphs) + "\n"
+    text = "\n\n".join(paragraphs) + "\n"
     subject = ticket.subject or incident.title
     if not re.match(r"(?i)^re:", subject):
         subject = f"Re: {subject}"
@@ -514,7 +593,7 @@ def _tell_ticket(*, update: IncidentUpdate, ticket: Ticket) -> int:
         reason=Notification.Reason.INCIDENT_UPDATE,
         recipient=ticket.requester_email,
         subject=subject,
-        body=body,
+        body=text,
         headers={name: value for name, value in headers.items() if value},
         dedupe_key=f"incident_update:{update.pk}:ticket:{ticket.pk}",
         ticket=ticket,
@@ -531,7 +610,7 @@ def _tell_ticket(*, update: IncidentUpdate, ticket: Ticket) -> int:
         from_address=settings.SUPPORT_EMAIL,
         to_address=ticket.requester_email,
         subject=subject,
-        body=body,
+        body=text,
         author=update.author,
         created_at=update.created_at,
     )
@@ -553,13 +632,15 @@ def _tell_ticket(*, update: IncidentUpdate, ticket: Ticket) -> int:
     return 1
 
 
-def _tell_contact(*, update: IncidentUpdate, business: Business, address: str) -> int:
+def _tell_contact(
+    *, update: IncidentUpdate, business: Business, address: str, body: str
+) -> int:
     incident = update.incident
-    body = "\n\n".join(
+    text = "\n\n".join(
         [
             ticket_scripts.GREETING_NO_NAME,
             update_text(
-                body=update.body,
+                body=body,
                 next_update_at=update.next_update_at,
                 zone=business.zone,
                 reference=update.created_at,
@@ -573,7 +654,7 @@ def _tell_contact(*, update: IncidentUpdate, business: Business, address: str) -
         reason=Notification.Reason.INCIDENT_UPDATE,
         recipient=address,
         subject=f"{incident.title} ({Status(update.status).label})"[:998],
-        body=body + "\n",
+        body=text + "\n",
         dedupe_key=f"incident_update:{update.pk}:email:{address.lower()}"[:255],
         incident=incident,
     )
