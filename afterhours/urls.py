@@ -8,7 +8,7 @@ from incidents.views import status_page
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="portal-home", permanent=False)),
     path("admin/", admin.site.urls),
-    path("accounts/", include("django.contrib.auth.urls")),
+    path("accounts/", include("accounts.urls")),
     path("portal/", include("tickets.portal_urls")),
     path("status/", status_page, name="status"),
     path("api/", include(api_router.urls)),
