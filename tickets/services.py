@@ -1228,9 +1228,13 @@ def _start_time_question(ticket: Ticket, zone: ZoneInfo) -> str:
     try:
         # Limitation: dateutil reads the usual US forms ("1:30 AM, Nov 1");
         # any other form gets the general question, which is still right.
+        # The zone word was read above; dateutil would only warn about it.
         naive = date_parser.parse(
-            text, fuzzy=True, default=local_received.replace(second=0, microsecond=0)
-        ).replace(tzinfo=None)
+            text,
+            fuzzy=True,
+            ignoretz=True,
+            default=local_received.replace(second=0, microsecond=0),
+        )
     except (ValueError, OverflowError, TypeError):
         return scripts.STARTED_AT_UNREADABLE.format(text=text)
     first = naive.replace(tzinfo=zone, fold=0)
