@@ -54,11 +54,14 @@ class OpenHours:
 
     @classmethod
     def of(cls, business: Business | None) -> "OpenHours":
-        if business is None or not business.open_days:
+        # Only valid weekdays: a row stored before the business checks
+        # existed (open days {"x": 1}) counts the default hours, never fails.
+        days = business.open_day_numbers if business is not None else []
+        if not days:
             return cls(ZoneInfo(DEFAULT_ZONE), tuple(DEFAULT_OPEN_DAYS), *DEFAULT_HOURS)
         return cls(
             business.zone,
-            tuple(business.open_days),
+            tuple(days),
             business.opens_at,
             business.closes_at,
         )

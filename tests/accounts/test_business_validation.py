@@ -205,3 +205,68 @@ def test_the_import_refuses_what_the_model_refuses_and_writes_nothing(
 
     assert words in str(caught.value)
     assert not Business.objects.exists()
+
+
+def test_email_from_a_business_with_a_stored_bad_zone_still_opens_a_ticket(
+    businesses,
+):
+    """It was set aside with ZoneInfoNotFoundError."""
+    from intake.services import inbound_email_process, inbound_email_store
+    from tickets.models import Ticket
+
+    harbor = businesses["Harbor Plumbing & Heating"]
+    Business.objects.filter(pk=harbor.pk).update(time_zone="Mars/Olympus")
+    raw = (
+        b"From: Dana <dispatch@harborplumbing.example>\r\n"
+        b"To: support@afterhours.example\r\n"
+        b"Subject: No texts since 9pm\r\n"
+        b"Date: Tue, 08 Dec 2026 03:00:00 +0000\r\n"
+        b"Message-ID: <mars-zone@harborplumbing.example>\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+        b"Our line 617-555-0142 has sent no call summaries since 9pm.\r\n"
+    )
+    stored, _ = inbound_email_store(raw=raw, esp="mailgun")
+
+    inbound_email_process(inbound_email_id=stored.pk)
+
+    stored.refresh_from_db()
+    assert stored.status != "rejected", stored.reason
+    ticket = Ticket.objects.get(business=harbor)
+    assert ticket.acknowledge_due is not None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"open_days": {"x": 1}},
+        {"open_days": [9]},
+        {"open_days": "Mon-Fri"},
+    ],
+)
+def test_a_p2_email_from_a_business_with_stored_bad_hours_still_opens_a_ticket(
+    businesses, fields
+):
+    """Its business day could not be counted, so the email was set aside."""
+    from intake.services import inbound_email_process, inbound_email_store
+    from tickets.models import Ticket
+
+    harbor = businesses["Harbor Plumbing & Heating"]
+    Business.objects.filter(pk=harbor.pk).update(**fields)
+    raw = (
+        b"From: Dana <dispatch@harborplumbing.example>\r\n"
+        b"To: support@afterhours.example\r\n"
+        b"Subject: Summary font is small\r\n"
+        b"Date: Tue, 08 Dec 2026 15:00:00 +0000\r\n"
+        b"Message-ID: <bad-hours@harborplumbing.example>\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+        b"Minor formatting issue in summaries, data still correct.\r\n"
+    )
+    stored, _ = inbound_email_store(raw=raw, esp="mailgun")
+
+    inbound_email_process(inbound_email_id=stored.pk)
+
+    stored.refresh_from_db()
+    assert stored.status != "rejected", stored.reason
+    ticket = Ticket.objects.get(business=harbor)
+    assert ticket.priority == "P2"
+    assert ticket.acknowledge_due > ticket.received_at
