@@ -6,6 +6,7 @@ bad mail: what cannot be read safely is named in `malformed`, so the caller
 can set the message aside for an agent instead of failing.
 """
 
+import binascii
 import datetime as dt
 import hashlib
 import html
@@ -37,6 +38,15 @@ CHECKED_HEADERS = (
     "Date",
 )
 MESSAGE_ID_RE = re.compile(r"<[^<>\s]+>")
+SURROGATE_RE = re.compile("[\ud800-\udfff]")
+# RFC 2047 encoded words, found in the header's bytes.
+ENCODED_WORD_RE = re.compile(rb"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+# A MIME delimiter line followed by a part's first header: how a multipart
+# body shows its real boundary when its Content-Type names none (or a
+# wrong one).
+BOUNDARY_LINE_RE = re.compile(
+    rb"^--([^\s\"]{1,70})[ \t]*\r?\n[A-Za-z][A-Za-z0-9-]*:", re.MULTILINE
+)
 # Reply history that a mail client quotes below (or above) the new text.
 QUOTE_START_RE = re.compile(
     r"^(?:On .+ wrote:\s*$|-{2,}\s*Original Message\s*-{2,}|_{5,}\s*$|From: .+$)",
@@ -103,6 +113,12 @@ class ParsedEmail:
 def parse_email(raw: bytes) -> ParsedEmail:
     """Parse raw message bytes; never raises on malformed mail."""
     message_id_hash = f"<{hashlib.sha256(raw).hexdigest()[:40]}@no-message-id.invalid>"
+    if not raw.strip():
+        return ParsedEmail(
+            message_id=message_id_hash,
+            message_id_generated=True,
+            malformed="empty message",
+        )
     try:
         message = BytesParser(policy=policy.default).parsebytes(raw)
     except (MessageError, ValueError, TypeError, LookupError) as exc:
@@ -113,14 +129,24 @@ def parse_email(raw: bytes) -> ParsedEmail:
         )
 
     problems = []
+    if not message.keys():
+        # Random bytes, or text with no header block: no mail to answer.
+        problems.append("no headers: not a mail message")
     headers = {}
     for name in CHECKED_HEADERS:
         try:
-            value = message.get(name)
-            value = "" if value is None else str(value)
+            if name == "Subject":
+                # Our own decoding: the parser's turns a wrongly labelled
+                # charset into U+FFFD where the body's fallback chain reads
+                # it right.
+                value = decode_header_text(_raw_header(message, name))
+            else:
+                value = message.get(name)
+                value = "" if value is None else str(value)
         except (MessageError, ValueError, TypeError, LookupError, IndexError) as exc:
             problems.append(f"header {name} could not be decoded: {exc}")
             value = _raw_header(message, name)
+        value = _readable(value)
         if "\r" in value or "\n" in value:
             problems.append(f"header {name} contains a line break after decoding")
             value = re.sub(r"[\r\n]+", " ", value)
@@ -141,6 +167,9 @@ def parse_email(raw: bytes) -> ParsedEmail:
         references=MESSAGE_ID_RE.findall(headers["References"]),
     )
     parsed.from_name, parsed.from_address = _address(message, "From", headers)
+    if "@" not in parsed.from_address and message.keys():
+        # Nobody to answer and nothing to match a business by.
+        problems.append("no sender address (From)")
     parsed.reply_to = _address(message, "Reply-To", headers)[1]
     parsed.to = [
         address.lower()
@@ -149,7 +178,7 @@ def parse_email(raw: bytes) -> ParsedEmail:
     ]
 
     try:
-        parsed.text = _body_text(message)
+        parsed.text = _body_text(message) if message.keys() else ""
         parsed.attachments = _attachments(message)
         parsed.bounced_addresses = _bounced_addresses(message)
         returned = _returned_message_id(message)
@@ -173,13 +202,59 @@ def decode_text(payload: bytes, declared: str | None) -> str:
     charset), and finally latin-1, which maps every byte.
     """
     for charset in (declared, "utf-8", "windows-1252"):
-        if not charset:
+        if not charset or not isinstance(charset, str):
             continue
         try:
             return payload.decode(charset)
         except (LookupError, UnicodeDecodeError):
             continue
     return payload.decode("latin-1")
+
+
+def decode_header_text(raw: str) -> str:
+    """An unstructured header's text, read as `decode_text` reads bodies.
+
+    `raw` is the header's value as parsed (8-bit bytes kept as surrogate
+    escapes). Folding is undone; each RFC 2047 word is decoded by its
+    declared charset, then UTF-8, then windows-1252, and so is raw 8-bit
+    text between words. Adjacent words in one charset are joined before
+    decoding, so a character split across two words survives. A word that
+    does not decode is kept as written.
+    """
+    data = re.sub(r"\r?\n(?=[ \t])", "", raw).encode("utf-8", "surrogateescape")
+    chunks: list[tuple[bytes, str | None]] = []
+    end = 0
+    for found in ENCODED_WORD_RE.finditer(data):
+        decoded = _decode_word(found)
+        if decoded is None:
+            continue
+        between = data[end : found.start()]
+        previous = chunks[-1] if chunks else None
+        # RFC 2047: white space between two encoded words is not text.
+        if not (previous and previous[1] is not None and not between.strip()):
+            chunks.append((between, None))
+        charset = decoded[1]
+        if previous and previous[1] == charset and not between.strip():
+            chunks[-1] = (previous[0] + decoded[0], charset)
+        else:
+            chunks.append(decoded)
+        end = found.end()
+    chunks.append((data[end:], None))
+    return "".join(decode_text(chunk, charset) for chunk, charset in chunks if chunk)
+
+
+def _decode_word(found: re.Match) -> tuple[bytes, str] | None:
+    charset = found.group(1).decode("ascii", "replace").split("*")[0].lower()
+    text = found.group(3)
+    try:
+        if found.group(2) in b"bB":
+            padded = text + b"=" * (-len(text) % 4)
+            payload = binascii.a2b_base64(padded, strict_mode=True)
+        else:
+            payload = binascii.a2b_qp(text, header=True)
+    except (binascii.Error, ValueError):
+        return None
+    return payload, charset
 
 
 def _raw_header(message: EmailMessage, name: str) -> str:
@@ -197,12 +272,37 @@ def _address(message: EmailMessage, name: str, headers: dict) -> tuple[str, str]
         addresses = ()
     for address in addresses:
         if isinstance(address, Address) and address.addr_spec:
-            display = re.sub(r"[\r\n\x00]+", " ", address.display_name or "")
-            return display.strip(), address.addr_spec.strip().lower().replace(
-                "\x00", ""
-            )
+            display = address.display_name or ""
+            if "\ufffd" in display or SURROGATE_RE.search(display):
+                display = _display_name_decoded(message, name) or _readable(display)
+            display = re.sub(r"[\r\n\x00]+", " ", display)
+            addr_spec = _readable(address.addr_spec).strip().lower()
+            return display.strip(), addr_spec.replace("\x00", "")
     display, addr = parseaddr(headers.get(name, ""))
     return display.strip(), addr.strip().lower()
+
+
+def _readable(value: str) -> str:
+    """Text with the parser's escapes of raw 8-bit bytes decoded.
+
+    Bytes no charset names are kept as surrogate escapes, which no database
+    or mail can carry; they are read by the body's fallback chain.
+    """
+    if not SURROGATE_RE.search(value):
+        return value
+    return decode_text(value.encode("utf-8", "surrogateescape"), None)
+
+
+def _display_name_decoded(message: EmailMessage, name: str) -> str:
+    """The display name by the body's fallback chain, when the parser lost it.
+
+    Only the text before the address is taken, so a decoded comma or angle
+    bracket cannot change which address the message is from.
+    """
+    text = decode_header_text(_raw_header(message, name))
+    if "<" not in text:
+        return ""
+    return text.rsplit("<", 1)[0].strip().strip('"').strip()
 
 
 def _date(value: str) -> dt.datetime | None:
@@ -218,10 +318,51 @@ def _date(value: str) -> dt.datetime | None:
     return moment
 
 
+def _body_root(message: EmailMessage) -> EmailMessage:
+    """A multipart whose boundary is missing or wrong, read as well as it can.
+
+    The parser keeps such a body as one string and finds no parts in it, so
+    its text was lost. If the body shows delimiter lines of its own, it is
+    parsed again with that boundary; otherwise it is read as a text part in
+    the charset the multipart names.
+    """
+    if message.get_content_maintype() != "multipart" or message.is_multipart():
+        return message
+    payload = message.get_payload(decode=True) or b""
+    found = BOUNDARY_LINE_RE.search(payload)
+    if found:
+        head = (
+            f"Content-Type: {message.get_content_type()}; "
+            f'boundary="{found.group(1).decode("ascii", "replace")}"\r\n\r\n'
+        )
+        root = BytesParser(policy=policy.default).parsebytes(head.encode() + payload)
+        if root.is_multipart():
+            return root
+    charset = message.get_content_charset()
+    head = "Content-Type: text/plain" + (f'; charset="{charset}"' if charset else "")
+    return BytesParser(policy=policy.default).parsebytes(
+        head.encode("ascii", "replace") + b"\r\n\r\n" + payload
+    )
+
+
+def _walk(part: EmailMessage):
+    """Message.walk, through multiparts whose boundary had to be found."""
+    root = _body_root(part)
+    if root is not part:
+        yield from _walk(root)
+        return
+    yield part
+    if part.is_multipart():
+        for sub in part.get_payload():
+            yield from _walk(sub)
+
+
 def _text_parts(message: EmailMessage):
     """Leaf parts of the message body, skipping delivery reports' blocks."""
     if message.get_content_maintype() == "multipart":
-        for part in message.iter_parts():
+        root = _body_root(message)
+        parts = root.iter_parts() if root is message else [root]
+        for part in parts:
             yield from _text_parts(part)
     elif message.get_content_type() in ("message/delivery-status", "message/rfc822"):
         return
@@ -262,7 +403,7 @@ def _html_to_text(markup: str) -> str:
 
 def _attachments(message: EmailMessage) -> list[Attachment]:
     found = []
-    for part in message.walk():
+    for part in _walk(message):
         if part.get_content_maintype() == "multipart":
             continue
         filename = part.get_filename()

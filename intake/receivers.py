@@ -8,6 +8,7 @@ failure later loses nothing (the raw message is already kept).
 import hashlib
 import json
 import logging
+from email import encoders
 
 from django.db import transaction
 
@@ -65,7 +66,24 @@ def raw_message(event) -> bytes:
         # A rebuilt message gets fresh MIME boundaries on every delivery, so
         # a hash of its bytes would differ; key a retry on its content.
         message["Message-ID"] = f"<{_content_digest(message)}@no-message-id.invalid>"
+    _encode_binary_parts(message)
     return message.as_bytes()
+
+
+def _encode_binary_parts(message) -> None:
+    """Base64 each rebuilt attachment that Anymail left as raw bytes.
+
+    Anymail decodes the ESP's attachments into parts with no transfer
+    encoding; writing them out rewrites their line endings, which corrupts
+    any binary file (a screenshot loses a byte per CR LF in it).
+    """
+    for part in message.walk():
+        if part.is_multipart() or part.get_content_maintype() == "message":
+            continue
+        if part.get("Content-Transfer-Encoding") is not None:
+            continue
+        if part.get_content_maintype() != "text" or part.is_attachment():
+            encoders.encode_base64(part)
 
 
 def _content_digest(message) -> str:

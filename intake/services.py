@@ -9,6 +9,7 @@ on the row's status, under a row lock.
 import datetime as dt
 import hashlib
 import logging
+import re
 from dataclasses import asdict, dataclass, field
 
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
@@ -25,6 +26,7 @@ logger = logging.getLogger(__name__)
 # Errors that a later attempt can outlive; the task retries these and
 # processing records nothing for them.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+ADDRESS_IN_TEXT_RE = re.compile(r"[^\s<>\"'(),;:]+@[^\s<>\"'(),;:]+")
 
 
 @dataclass
@@ -84,24 +86,36 @@ def inbound_email_store(
 
 
 def inbound_email_store_unreadable(
-    *, body: bytes, esp: str, reason: str, message_id: str = ""
+    *,
+    body: bytes,
+    esp: str,
+    reason: str,
+    message_id: str = "",
+    from_address: str = "",
+    subject: str = "",
 ) -> tuple[InboundEmail, bool]:
     """Keep a delivery the ESP posted but that is no readable message.
 
     The request body itself is stored, rejected with the reason, so an
     agent sees it and the ESP gets its 200 instead of retrying forever.
-    Without a Message-ID the row is keyed on a hash of the body.
+    Without a Message-ID the row is keyed on a hash of the body. The
+    sender and subject, when the caller could read them, fill the inbox's
+    columns; every text is cleaned of what PostgreSQL text cannot hold.
     """
+    message_id = _clean_text(message_id).strip()
     if not message_id:
         # Limitation: keyed on the whole body, so a retry that the ESP posts
         # with a new form boundary is stored a second time (both rejected).
         digest = hashlib.sha256(body).hexdigest()[:40]
         message_id = f"<{digest}@no-message-id.invalid>"
+    reason = _clean_text(reason)[:2000]
     inbound_email, created = InboundEmail.objects.get_or_create(
         message_id=message_id[:998],
         defaults={
             "esp": esp[:40],
             "raw": body,
+            "from_address": _clean_text(from_address)[:320],
+            "subject": re.sub(r"\s+", " ", _clean_text(subject)).strip()[:998],
             "received_at": timezone.now(),
             "status": InboundEmail.Status.REJECTED,
             "reason": reason,
@@ -112,9 +126,17 @@ def inbound_email_store_unreadable(
         inbound_email.pk,
         esp,
         created,
-        reason,
+        # A parser's message may quote an address from the post.
+        ADDRESS_IN_TEXT_RE.sub(lambda found: mask_email(found.group(0)), reason),
     )
     return inbound_email, created
+
+
+def _clean_text(text: str) -> str:
+    # NUL cannot be stored in PostgreSQL text; lone surrogates (from bytes
+    # decoded with surrogateescape) cannot be encoded for it.
+    text = str(text).replace("\x00", "")
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def inbound_email_process(*, inbound_email_id: int) -> IngestResult:

@@ -141,6 +141,10 @@ EMAIL_BACKEND = env(
     else "django.core.mail.backends.console.EmailBackend",
 )
 DEFAULT_FROM_EMAIL = f"{SUPPORT_FROM_NAME} <{SUPPORT_EMAIL}>"
+# Largest inbound webhook post read (ESPs deliver mail of tens of MB, Postmark
+# up to 35 MB); only that view reads past DATA_UPLOAD_MAX_MEMORY_SIZE. A
+# larger post is kept as its first bytes and size, for an agent.
+INBOUND_EMAIL_MAX_BYTES = env.int("INBOUND_EMAIL_MAX_BYTES", default=40 * 1024 * 1024)
 SERVER_EMAIL = SUPPORT_EMAIL
 
 # --- Twilio ---------------------------------------------------------------
