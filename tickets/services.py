@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
+from django.utils.text import Truncator
 
 from accounts.models import Business, Contact, OnCallContact
 from afterhours.privacy import mask_email, mask_phone
@@ -365,6 +366,8 @@ def first_reply_compose(*, ticket: Ticket, message: TicketMessage) -> FirstReply
     body = "\n\n".join(paragraphs) + "\n"
 
     subject = _strip_tags(message.subject or ticket.subject) or "Your support request"
+    # The quoted subject is shortened, never the tag that threads replies.
+    subject = Truncator(subject).chars(200)
     if not re.match(r"(?i)^re:", subject):
         subject = f"Re: {subject}"
     subject = f"{subject} [{ticket.reference}]"
@@ -1046,6 +1049,7 @@ def _reply_message(ticket: Ticket, author, body: str, now) -> TicketMessage:
     if latest is not None:
         chain = [*latest.references.split(), latest.message_id]
     subject = _strip_tags(ticket.subject) or "Your support request"
+    subject = Truncator(subject).chars(200)  # keeps the tag (first reply)
     if not re.match(r"(?i)^re:", subject):
         subject = f"Re: {subject}"
     domain = settings.SUPPORT_EMAIL.rpartition("@")[2] or "afterhours.example"
