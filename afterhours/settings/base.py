@@ -131,14 +131,14 @@ _ESP_BACKENDS = {
     "postmark": ("POSTMARK_SERVER_TOKEN", "anymail.backends.postmark.EmailBackend"),
     "sendgrid": ("SENDGRID_API_KEY", "anymail.backends.sendgrid.EmailBackend"),
 }
-# Without the ESP's credentials the console backend logs mail instead of
-# sending it, so a bare machine can run the whole product.
+# Without the ESP's credentials mail is logged instead of sent (one masked
+# line per message), so a bare machine can run the whole product.
 _esp_key, _esp_backend = _ESP_BACKENDS.get(ANYMAIL_ESP, ("", ""))
 EMAIL_BACKEND = env(
     "EMAIL_BACKEND",
     default=_esp_backend
     if ANYMAIL.get(_esp_key)
-    else "django.core.mail.backends.console.EmailBackend",
+    else "notifications.providers.email_log.LoggingEmailBackend",
 )
 DEFAULT_FROM_EMAIL = f"{SUPPORT_FROM_NAME} <{SUPPORT_EMAIL}>"
 # Largest inbound webhook post read (ESPs deliver mail of tens of MB, Postmark

@@ -25,6 +25,7 @@ NON_SENDING_BACKENDS = frozenset(
     {
         "django.core.mail.backends.console.EmailBackend",
         "django.core.mail.backends.dummy.EmailBackend",
+        "notifications.providers.email_log.LoggingEmailBackend",
     }
 )
 
