@@ -13,13 +13,20 @@ from intake.services import inbound_email_process, inbound_email_store
 class Command(BaseCommand):
     help = (
         "Store a raw message and turn it into a ticket through the same "
-        "services as the inbound webhook. The message's Date is its arrival."
+        "services as the inbound webhook. The message's Date is its arrival "
+        "unless --arrived-now is given."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="a raw RFC 5322 message (.eml)")
         parser.add_argument(
             "--json", action="store_true", help="print the result as one JSON object"
+        )
+        parser.add_argument(
+            "--arrived-now",
+            action="store_true",
+            help="take the current time as the arrival, not the message's Date "
+            "(to try a sample as a new message rather than replay a night)",
         )
 
     def handle(self, *args, **options):
@@ -31,7 +38,8 @@ class Command(BaseCommand):
 
         # A replayed message arrives when its Date says it did, so triage
         # (after hours, SLA clocks) sees the night it was written.
-        received_at = parse_email(raw).date or timezone.now()
+        received_at = None if options["arrived_now"] else parse_email(raw).date
+        received_at = received_at or timezone.now()
         inbound_email, _ = inbound_email_store(
             raw=raw, esp="file", received_at=received_at
         )
