@@ -85,6 +85,7 @@ def portal_home(request):
             "portal/home.html",
             {
                 "business": business,
+                "zone": zone,
                 "tickets": tickets,
                 "incidents": incidents,
                 "calls": calls,
