@@ -104,14 +104,22 @@ def business_for_sender(
     return None
 
 
-def matching_report_count(*, component: str, since: dt.datetime) -> int:
-    """Tickets received since ``since`` on ``component``, any business.
+def matching_report_count(
+    *, component: str, since: dt.datetime, until: dt.datetime
+) -> int:
+    """Tickets received from ``since`` to ``until`` (both included) on
+    ``component``, any business.
 
-    The caller's own ticket counts when it is already saved.
+    ``until`` is the received time of the ticket being triaged: a replayed
+    old message must not count the reports that came after it, and a
+    ticket dated in the future must not count towards every report. The
+    caller's own ticket counts when it is already saved.
     """
     if not component:
         return 0
-    return Ticket.objects.filter(component=component, received_at__gte=since).count()
+    return Ticket.objects.filter(
+        component=component, received_at__gte=since, received_at__lte=until
+    ).count()
 
 
 def _ids(queryset) -> set[int]:

@@ -1118,7 +1118,9 @@ def _triage(*, ticket: Ticket, facts, text: str, received_at: dt.datetime):
             ticket.component = result.component
             ticket.save(update_fields=["component", "updated_at"])
         matching = matching_report_count(
-            component=result.component, since=received_at - MATCHING_REPORTS_WINDOW
+            component=result.component,
+            since=received_at - MATCHING_REPORTS_WINDOW,
+            until=received_at,
         )
         if matching:
             result = triage(

@@ -239,6 +239,78 @@ _RECOVERED_RE = re.compile(
 )
 
 
+# A failure word under a negation is no failure: "calls are not being
+# dropped", "no summaries are missing", "isn't failing", "nothing is lost",
+# "aren't affected at all", "don't worry". Only the small words of a verb
+# phrase or a notification noun may stand between: "not sure why texts are
+# failing" and "not just texts failing" stay failures, and so do negations
+# that are themselves the failure ("not answered", "no longer arriving").
+_NEGATED_GAP = (
+    r"(?:\s+(?:am|is|are|was|were|be|been|being|has|have|had|do|does|did|get|gets"
+    r"|getting|got|gotten|any|a|an|the|of|single|one|more|really|actually|even"
+    r"|currently|seeing|having|our|my|your|their|his|her|its|calls?|callers?"
+    r"|summar(?:y|ies)|texts?|txts?|sms|e-?mails?|alerts?|notifications?"
+    r"|messages?|records?|anything|anyone|everything))"
+)
+_NEGATED_FAILURE_RE = re.compile(
+    r"(?:\b(?:not|never|no\s+longer|no|nothing|none|nobody|no\s+one)\b|n't\b"
+    r"|\b(?:are|is|was|were|do|does|did|have|has|had|ca|wo)nt\b)"
+    rf"{_NEGATED_GAP}{{0,3}}\s+"
+    r"(?:fail(?:s|ed|ing|ures?)?|drop(?:s|ped|ping)?|miss(?:es|ed|ing)?|lost"
+    r"|broken|down|dead|affected|impacted|delayed|late|blocked"
+    r"|bounc(?:es|ed|ing)|cut\s+off|left\s+on\s+hold|on\s+hold"
+    r"|an?\s+(?:issue|problem|outage)|issues|problems|wrong|worry|panic)\b"
+    r"(?:\s+(?:any\s*more|at\s+all))?",
+    re.I,
+)
+_NEGATION_CUE_RE = re.compile(r"\b(?:not?|never|nothing|none|nobody)\b|n'?t\b", re.I)
+# A sentence that says its problem is over: what comes before the words is
+# the past ("texts were failing from 8:10, but it resolved itself").
+_RECOVERY_RE = re.compile(
+    r"\b(?:(?:resolved|fixed|sorted|cleared\s+up|corrected)\s+(?:itself|themselves)"
+    r"|(?:works?|working|running)\s+(?:fine\s+|normally\s+)?again|back\s+to"
+    r"\s+normal|(?:came|come|is|are|'s|'re)\s+back\s+(?:up|on|online|to\s+normal)"
+    r"|(?:(?:is|are|'s|'re|seems?|looks?)\s+(?:all\s+)?|all\s+)(?:fine|ok(?:ay)?"
+    r"|good|normal|working)\s+(?:now|again)|(?:has|have)\s+recovered"
+    r"|everything\s+(?:is\s+|'s\s+)?(?:fine|ok(?:ay)?|good)\s+(?:now|again))\b",
+    re.I,
+)
+
+
+# "It resolved itself at 9:30", "Everything is fine now": the whole problem,
+# so what the sentences before it say failed is over too.
+# Limitation: a recovery that names one channel in its own sentence ("Texts
+# failed at 8. Emails are back to normal.") clears nothing before it; the
+# earlier failure still counts, which errs towards the higher priority.
+_WHOLE_RECOVERED_RE = re.compile(
+    r"^(?:(?:and|but|then|now|anyway|luckily|thankfully)\W+)?(?:(?:it|this|that"
+    r"|things|all|the\s+(?:problem|issue|outage))(?:'s|\s+(?:is|was|has|seems|looks"
+    r"|just))?(?:\s+all)?\s*)?$",
+    re.I,
+)
+
+
+def _present_all(sentences: tuple[str, ...]) -> tuple[str, ...]:
+    present = [_present(sentence) for sentence in sentences]
+    for index, sentence in enumerate(sentences):
+        recovered = _RECOVERY_RE.search(sentence)
+        if recovered and _WHOLE_RECOVERED_RE.match(sentence[: recovered.start()]):
+            present[:index] = [""] * index
+    return tuple(present)
+
+
+def _present(sentence: str) -> str:
+    """The sentence with what is not a failure now taken out."""
+    recovered = _RECOVERY_RE.search(sentence)
+    if recovered:
+        sentence = sentence[recovered.end() :]
+    if _NEGATION_CUE_RE.search(sentence):
+        # A clause break in its place, so "the SMS isn't failing and texts
+        # arrive" does not read the noun of one clause with the other.
+        sentence = _NEGATED_FAILURE_RE.sub(",", sentence)
+    return sentence
+
+
 def _normalise(text) -> str:
     if not isinstance(text, str):
         return ""
@@ -342,6 +414,10 @@ class _Text:
     signature: tuple[str, ...]
     all: tuple[str, ...]
     lower: str
+    # ``all`` with what is not a failure now taken out: negated failure
+    # phrases ("calls are not being dropped") and what a sentence says is
+    # over ("... but it resolved itself"). The failure rules read these.
+    present: tuple[str, ...] = ()
 
 
 def _prepare(subject, body) -> _Text:
@@ -366,12 +442,14 @@ def _prepare_cached(subject: str, body: str) -> _Text:
         # reply that says all is well again is not triaged by it. Any other
         # reply keeps it: "Re: lines down" over "still!!" is still an outage.
         subject_part = ()
+    every = subject_part + body_part
     return _Text(
         subject=subject_part,
         body=body_part,
         signature=tuple(_sentences(signature)),
-        all=subject_part + body_part,
-        lower=" \n ".join(subject_part + body_part).lower(),
+        all=every,
+        lower=" \n ".join(every).lower(),
+        present=_present_all(every),
     )
 
 
@@ -1217,7 +1295,14 @@ _WORKAROUND_DONE_RE = re.compile(
     r"|(?:we|i)(?:'ve|\s+have|\s+are|'re|'m|\s+am)?\s+(?:been\s+)?(?:checking"
     r"|calling\s+(?:back|the\s+(?:answering\s+)?service|the\s+call\s+provider)"
     r"|forwarding|using|reading|watching|copying|keeping\s+a|monitoring|routing"
-    r"|logging))\b",
+    r"|logging)"
+    # "Dana is going by the emails", "Ben is watching his email", "were
+    # reading the emails" (we're), "we're telling clients to use the main line".
+    r"|(?:is|are|'s|'re|were|am|'m)\s+(?:now\s+|just\s+)?(?:going\s+(?:by|off)"
+    r"|working\s+(?:from|off)|relying\s+on|reading|watching|checking|monitoring)"
+    r"\s+(?:the\s+|his\s+|her\s+|their\s+|our\s+|my\s+)?(?:e-?mails?|texts?"
+    r"|inbox|call\s+log|portal|voice\s?mail)"
+    r"|telling\s+(?:callers|clients|customers|patients|tenants|people)\s+to)\b",
     re.I,
 )
 
@@ -1238,16 +1323,21 @@ def _workaround(sentences: Sequence[str]) -> str:
     return ""
 
 
+def _has_symptom(sentence: str) -> bool:
+    # "Calls are not being dropped" has a negation but describes no symptom.
+    if _NEGATION_CUE_RE.search(sentence):
+        sentence = _NEGATED_FAILURE_RE.sub(",", sentence)
+    return bool(_SYMPTOM_CUE_RE.search(sentence))
+
+
 def _symptoms(text: _Text, workaround: str) -> str:
-    chosen = [s for s in text.subject if _SYMPTOM_CUE_RE.search(s)]
+    chosen = [s for s in text.subject if _has_symptom(s)]
     for sentence in text.body:
         if len(chosen) >= 4:
             break
         if sentence == workaround or len(sentence) < 8:
             continue
-        if _SYMPTOM_CUE_RE.search(sentence) and not _WORKAROUND_NONE_RE.search(
-            sentence
-        ):
+        if _has_symptom(sentence) and not _WORKAROUND_NONE_RE.search(sentence):
             chosen.append(sentence)
     if not chosen and workaround and _SYMPTOM_CUE_RE.search(workaround):
         # A run-on message says everything in one sentence.
@@ -1350,19 +1440,27 @@ def _aware(moment) -> dt.datetime:
 # words ("lignes coupées", "MEZ"); a report written wholly in another
 # language finds no rule and is left at P1 or P2 for an agent to read.
 
-_NEGATED_BEFORE_RE = re.compile(r"\b(?:no|not|without|non|never)\b[\w\s-]{0,8}$", re.I)
+_NEGATED_BEFORE_RE = re.compile(
+    r"(?:\b(?:no|not|without|non|never|nobody|no\s+one|nothing)\b|n't"
+    r"|\b(?:is|are|was|were|do|does|did|has|have|had|ca|wo)nt)[\w\s-]{0,8}$",
+    re.I,
+)
 _SAFETY_RE = re.compile(
     r"\b(?:gas\s+(?:smell|leak|odou?r)s?|smell(?:s|ed|ing)?\s+(?:of\s+)?gas"
     r"|carbon\s+monoxide|co\s+(?:alarm|detector)|fire(?!\s+off)|smoke|flood(?:ed|ing|s)?"
     r"(?!\s+with)|burst\s+pipes?|sewage|sparking|electrical\s+burning"
     r"|medical\s+emergency|chest\s+pain|not\s+breathing|unconscious|bleeding"
-    r"|overdose|seizure|injur(?:y|ed|ies)|suicid\w*|break-?in|intruder)\b",
+    r"|overdose|seizure|injur(?:y|ed|ies)|suicid\w*|break-?in|intruder"
+    # Said in so many words, or a bite: the field guide's "safety risk".
+    r"|safety\s+(?:risk|issue|hazard|concern|problem|emergency)|unsafe"
+    r"|danger(?:ous)?|life[-\s]threatening|electrocut\w*|dog\s+bites?"
+    r"|(?:dog|animal)\s+(?:\w+\s+)?bit|bitten)\b",
     re.I,
 )
 # A few words or a phone number between a noun and what it does ("our line
 # (617) 555-0142 stopped getting answered").
 _GAP = r"(?:\s+[\w()+.'-]+){0,4}?"
-_NOT = r"(?:not|n't|nt)"
+_NOT = r"(?:not|n't|nt|no\s+longer)"
 _INTAKE_DOWN_RE = re.compile(
     r"\b(?:all\s+(?:of\s+)?(?:our\s+|the\s+|my\s+|their\s+)?(?:phone\s+)?lines?\s+"
     r"(?:are\s+|went\s+|have\s+gone\s+)?(?:dead|down)"
@@ -1376,7 +1474,8 @@ _INTAKE_DOWN_RE = re.compile(
     rf"|phones?{_GAP}\s+(?:just\s+)?stopped\s+ringing"
     r"|(?:fast\s+)?busy\s+signal|callers?\s+(?:hear|get)s?\s+(?:a\s+)?(?:fast\s+)?busy"
     r"|callers?\s+(?:only\s+|just\s+)?(?:hear|get)s?\s+(?:silence|nothing|dead\s+air)"
-    rf"|calls?{_GAP}\s+(?:are\s+|is\s+|were\s+|was\s+)?{_NOT}\s+(?:being\s+)?"
+    rf"|(?:calls?|callers?){_GAP}\s+(?:are|is|were|was)?\s*{_NOT}\s+"
+    r"(?:being\s+)?"
     r"(?:answered|connect\w*|(?:going|getting|coming)\s+through|picked\s+up)"
     rf"|(?:calls?|lines?){_GAP}\s+(?:go|goes|went|going|are\s+going)\s+unanswered"
     r"|(?:no\s+one|nobody)\s+(?:is\s+)?(?:answer(?:ing|s|ed)|pick(?:ing|s|ed)\s+up)"
@@ -1453,6 +1552,7 @@ _CHANNEL_WORKS_RE = re.compile(
     r"(?:(?:are|is|were|was|do|does|did|have|has)\s+)?(?:still\s+)?"
     r"(?:coming\s+(?:through|in)|arriv(?:e|es|ed|ing)|work(?:s|ed|ing)|fine|ok(?:ay)?"
     r"|go(?:es|ing)\s+out|went\s+out|getting\s+through|got\s+through|reached"
+    r"|com(?:e|es)\s+(?:through|in)|came\s+(?:through|in)"
     r"|received|deliver(?:ed|ing)|on\s+time|still\s+(?:do|does|did)(?=\s*(?:[.;,!)]|$)))"
     r"\b"
     rf"|\bworking\s+off\s+(?:of\s+)?(?:the\s+)?(?P<noun2>{_CHANNEL})\b",
@@ -1469,6 +1569,18 @@ _CHANNEL_RECEIVED_RE = re.compile(
     rf"(?:an?\s+)?(?P<noun3>{_CHANNEL})\b",
     re.I,
 )
+_WORKS_CLAUSE_BREAK_RE = re.compile(
+    r"[,;:]|\s-+\s|\b(?:but|and|though|although|while|whereas|so|yet)\b", re.I
+)
+# "Fallback works", "the backup is working" with no channel named: the
+# other channel than the failing one.
+_FALLBACK_WORKS_RE = re.compile(
+    r"\b(?:fall-?\s?back|back-?\s?up)(?:\s+[\w']+){0,3}?\s+(?:(?:is|are|was|were"
+    r"|has\s+been|have\s+been|do|does)\s+)?(?:still\s+)?(?:works?|working|fine"
+    r"|ok(?:ay)?|arriv\w*|com(?:e|es|ing)\s+through|came\s+through|got\s+through"
+    r"|goes\s+out|went\s+out|delivered)\b",
+    re.I,
+)
 _NEGATION_RE = re.compile(
     r"\b(?:not|never|no)\b|n't\b|\b(?:are|is|was|were|do|does|did|have|has|had|ca"
     r"|wo)nt\b",
@@ -1481,6 +1593,8 @@ _PARTIAL_RE = re.compile(
     r"|intermittent(?:ly)?|sometimes|sporadic(?:ally)?|on\s+and\s+off|off\s+and\s+on"
     r"|not\s+all|a\s+few\s+(?:calls|texts|of)|occasional(?:ly)?|random(?:ly)?"
     r"|hit\s+or\s+miss|only\s+(?:some|one|a\s+few)"
+    r"|works?\s+for\s+(?:some|one|a\s+few|part)\b(?:\s+[\w'-]+){0,5}?\s+but\s+not"
+    r"|but\s+not\s+(?:for\s+)?(?:the\s+)?others?"
     r"|\d{1,3}\s+(?:in|out\s+of|of\s+(?:the\s+)?(?:every\s+)?)\s*\d{1,4}"
     r"|(?:a|one)\s+(?:third|quarter)|two\s+thirds|\d{1,2}\s?%)(?!\w)",
     re.I,
@@ -1586,7 +1700,8 @@ _NOT_URGENT_RE = re.compile(
     r"\b(?:not\s+(?:urgent|critical|a\s+big\s+deal|an\s+emergency)|no\s+(?:rush|hurry)"
     r"|no\s+harm\s+done|no\s+impact|low\s+priority|when\s+you\s+(?:get\s+a\s+chance"
     r"|have\s+time)|just\s+(?:fyi|a\s+heads\s+up)|all\s+(?:the\s+)?information\s+is"
-    r"\s+there|data\s+(?:is\s+)?(?:still\s+)?correct|non-?critical"
+    r"\s+there|data\s+(?:is\s+|are\s+)?(?:still\s+)?(?:correct|right|accurate)"
+    r"|non-?critical"
     r"|no\s+action\s+needed)\b",
     re.I,
 )
@@ -1629,6 +1744,12 @@ _SAFETY_WORDS = (
     "suicid",
     "break",
     "intruder",
+    "safety",
+    "unsafe",
+    "danger",
+    "threat",
+    "electrocut",
+    "bit",
 )
 _PRIVACY_WORDS = (
     "other",
@@ -1687,6 +1808,7 @@ _INTAKE_WORDS = (
     "nothing",
     "cannot",
     "nt ",
+    "no longer",
 )
 _NOTIFY_WORDS = (
     "summar",
@@ -1775,24 +1897,36 @@ def _not_negated(sentence: str, match: re.Match) -> bool:
 
 
 def _notification_signals(
-    sentences: Sequence[str], facts: Facts, received_at: dt.datetime, signals: _Signals
+    sentences: Sequence[str],
+    facts: Facts,
+    received_at: dt.datetime,
+    signals: _Signals,
+    said: Sequence[str] = (),
 ) -> None:
+    """Notification failures from ``sentences`` (the present failures);
+    working channels from ``said`` (the message as written), since "emails
+    are working again" is taken out of the former as a recovery."""
     failing: set[str] = set()
     working: set[str] = set()
     evidence = ""
     partial = ""
-    for sentence in sentences:
-        for match in _CHANNEL_WORKS_RE.finditer(sentence):
-            if _NEGATION_RE.search(match.group(0)):
-                continue
-            noun = (match["noun"] or match["noun2"] or "").lower()
-            working.add("email" if "mail" in noun else "sms")
+    for sentence in said or sentences:
+        for part in _WORKS_CLAUSE_BREAK_RE.split(sentence):
+            for match in _CHANNEL_WORKS_RE.finditer(part):
+                if _NEGATION_RE.search(match.group(0)):
+                    continue
+                noun = (match["noun"] or match["noun2"] or "").lower()
+                working.add("email" if "mail" in noun else "sms")
+            fallback = _FALLBACK_WORKS_RE.search(part)
+            if fallback and not _NEGATION_RE.search(fallback.group(0)):
+                working.add("fallback")
         for match in _CHANNEL_RECEIVED_RE.finditer(sentence):
             before = sentence[max(0, match.start() - 16) : match.start()]
             if _NEGATION_RE.search(before) or _NEGATION_RE.search(match.group(0)):
                 continue
             noun = (match["noun"] or match["noun2"] or match["noun3"] or "").lower()
             working.add("email" if "mail" in noun else "sms")
+    for sentence in sentences:
         reached = _CALL_NOT_REACHED_RE.search(sentence)
         if reached:
             failing.add("summaries")
@@ -1832,6 +1966,11 @@ def _notification_signals(
                 )
     if not failing:
         return
+    if "fallback" in working:
+        # An unnamed fallback is the channel that is not failing.
+        working.discard("fallback")
+        if not {"sms", "email"} <= failing:
+            working.add("email" if "sms" in failing else "sms")
     working -= failing
     concrete = failing - {"summaries"}
     if len(concrete) == 1 and (working or "summaries" not in failing):
@@ -1876,7 +2015,8 @@ def _notification_signals(
 
 def _signals(text: _Text, facts: Facts, received_at: dt.datetime) -> _Signals:
     signals = _Signals()
-    sentences = text.all
+    said = text.all
+    sentences = text.present or said
     low = text.lower
     # Each pattern runs only when one of its words is in the message: most
     # messages carry few of them, and the patterns are the slow part.
@@ -1888,12 +2028,13 @@ def _signals(text: _Text, facts: Facts, received_at: dt.datetime) -> _Signals:
     intake_hits: list[tuple[str, re.Match]] = []
     safety_hits: list[str] = []
 
-    for sentence in sentences:
-        if safety:
+    if safety:
+        for sentence in said:
             for match in _SAFETY_RE.finditer(sentence):
                 if _not_negated(sentence, match):
                     safety_hits.append(f"safety risk: {_quote(match)}")
                     break
+    for sentence in sentences:
         match = _PRIVACY_RE.search(sentence) if privacy else None
         if match:
             signals.p0.append(f"data loss or privacy issue: {_quote(match)}")
@@ -1932,7 +2073,7 @@ def _signals(text: _Text, facts: Facts, received_at: dt.datetime) -> _Signals:
             signals.components.insert(0, "call_intake")
 
     if _any_in(low, _NOTIFY_WORDS):
-        _notification_signals(sentences, facts, received_at, signals)
+        _notification_signals(sentences, facts, received_at, signals, said)
     if "instead" in low:
         misrouted = next((m for s in sentences if (m := _MISROUTED_RE.search(s))), None)
         if misrouted:
@@ -1958,7 +2099,7 @@ def _signals(text: _Text, facts: Facts, received_at: dt.datetime) -> _Signals:
                 signals.components.append("airtable")
                 break
 
-    whole = " ".join(sentences)
+    whole = " ".join(said)
     cosmetic = _COSMETIC_RE.search(whole) if _any_in(low, _COSMETIC_WORDS) else None
     not_urgent = (
         _NOT_URGENT_RE.search(whole) if _any_in(low, _NOT_URGENT_WORDS) else None
@@ -1990,14 +2131,14 @@ def _signals(text: _Text, facts: Facts, received_at: dt.datetime) -> _Signals:
                 break
 
     if _any_in(low, _URGENT_WORDS):
-        for sentence in sentences:
+        for sentence in said:
             match = _URGENT_RE.search(sentence)
             if match and _not_negated(sentence, match):
                 signals.p1.append(f"customer marked it urgent: {_quote(match)}")
                 break
 
     if safety_hits:
-        all_well = _ALL_WELL_RE.search(" ".join(sentences))
+        all_well = _ALL_WELL_RE.search(whole)
         if all_well and not (failure_sentences or signals.p0 or signals.p1):
             # A caller's emergency that reached on-call in time is a story,
             # not an outage.
@@ -2040,6 +2181,13 @@ def _signals(text: _Text, facts: Facts, received_at: dt.datetime) -> _Signals:
             signals.p1.append(
                 "failure reported, part unclear: "
                 f"'{_excerpt(failure_sentences[0], 70)}'"
+            )
+    if not (signals.p0 or signals.p1):
+        # Say why failure words were not read as a failure.
+        over = next((s for s, now in zip(said, sentences, strict=True) if s != now), "")
+        if over:
+            signals.p2.append(
+                f"failure words negated or said to be over: '{_excerpt(over, 70)}'"
             )
     return signals
 

@@ -523,6 +523,25 @@ def test_matching_report_count_counts_tickets_on_the_component_since(businesses)
     Ticket.objects.create(component="portal", received_at=now)
 
     since = now - dt.timedelta(minutes=60)
-    assert matching_report_count(component="sms", since=since) == 3
-    assert matching_report_count(component="portal", since=since) == 1
-    assert matching_report_count(component="", since=since) == 0
+    assert matching_report_count(component="sms", since=since, until=now) == 3
+    assert matching_report_count(component="portal", since=since, until=now) == 1
+    assert matching_report_count(component="", since=since, until=now) == 0
+
+
+def test_matching_report_count_stops_at_until(businesses):
+    """Reports after the triaged ticket (a replayed old message, one dated in
+    the future) are not counted; the ticket's own time is."""
+    now = dt.datetime(2026, 12, 9, 3, 0, tzinfo=UTC)
+    for minutes in (-10, 0, 5, 120, 60 * 24 * 365):
+        Ticket.objects.create(
+            component="sms", received_at=now + dt.timedelta(minutes=minutes)
+        )
+    since = now - dt.timedelta(minutes=60)
+
+    assert matching_report_count(component="sms", since=since, until=now) == 2
+    assert (
+        matching_report_count(
+            component="sms", since=since, until=now + dt.timedelta(minutes=5)
+        )
+        == 3
+    )
