@@ -308,43 +308,70 @@ class Provider:
 
 
 class Traffic:
-    """Calls posted at a steady rate from a few threads."""
+    """Calls posted at a steady rate from a few threads.
+
+    `allow(n)` holds back every call from the n-th on until allowed, so a
+    test can spread the calls over its faults however long those take.
+    """
 
     def __init__(
-        self, provider: Provider, calls: list[CallPlan], *, rate: float, threads=3
+        self,
+        provider: Provider,
+        calls: list[CallPlan],
+        *,
+        rate: float,
+        threads: int = 3,
+        allowed: int | None = None,
     ) -> None:
         self.provider = provider
         self.calls = calls
         self.rate = rate
         self.threads = threads
         self.answers: Counter[int] = Counter()
-        self._lock = threading.Lock()
+        self._allowed = len(calls) if allowed is None else allowed
+        self._changed = threading.Condition()
         self._workers: list[threading.Thread] = []
         self._next = 0
-        self._started = 0.0
+        self._last = 0.0
 
     def start(self) -> "Traffic":
-        self._started = time.monotonic()
+        self._last = time.monotonic()
         for n in range(self.threads):
             thread = threading.Thread(target=self._run, name=f"traffic-{n}")
             thread.start()
             self._workers.append(thread)
         return self
 
+    def allow(self, count: int | None = None) -> None:
+        with self._changed:
+            self._allowed = len(self.calls) if count is None else count
+            self._changed.notify_all()
+
+    @property
+    def posted(self) -> int:
+        with self._changed:
+            return min(self._next, len(self.calls))
+
     def _run(self) -> None:
         while True:
-            with self._lock:
+            with self._changed:
+                self._changed.wait_for(
+                    lambda: self._next < self._allowed or self._next >= len(self.calls)
+                )
                 index = self._next
+                if index >= len(self.calls):
+                    return
                 self._next += 1
-            if index >= len(self.calls):
-                return
-            due = self._started + index / self.rate
+                # One call every 1/rate seconds at most.
+                due = max(time.monotonic(), self._last + 1 / self.rate)
+                self._last = due
             time.sleep(max(0.0, due - time.monotonic()))
             answers = self.provider.one_call(self.calls[index])
-            with self._lock:
+            with self._changed:
                 self.answers.update(answers)
 
     def join(self, timeout: float = 300) -> None:
+        self.allow()
         for thread in self._workers:
             thread.join(timeout)
 
