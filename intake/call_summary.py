@@ -43,7 +43,7 @@ from notifications.models import Notification
 from notifications.services import notification_enqueue
 
 from .calls import AIRTABLE_RESYNC_GRACE, call_summary_owe, call_summary_text
-from .inbox import webhook_event_insert
+from .inbox import webhook_event_attempt_begin, webhook_event_insert
 from .models import Call, WebhookEvent
 
 logger = logging.getLogger(__name__)
@@ -204,7 +204,9 @@ def call_summary_record(*, webhook_event_id: int) -> Call | None:
     """
     from .tasks import call_airtable_sync
 
-    if not _event_attempt_begin(webhook_event_id=webhook_event_id):
+    if not webhook_event_attempt_begin(
+        webhook_event_id=webhook_event_id, max_attempts=MAX_EVENT_ATTEMPTS
+    ):
         return None
     with transaction.atomic():
         event = (
@@ -367,33 +369,6 @@ def _phone_line(number: str) -> PhoneLine | None:
     if not number:
         return None
     return PhoneLine.objects.filter(number=number).select_related("business").first()
-
-
-def _event_attempt_begin(*, webhook_event_id: int) -> bool:
-    """Count one processing attempt; False when there is nothing to do."""
-    with transaction.atomic():
-        event = (
-            WebhookEvent.objects.select_for_update().filter(pk=webhook_event_id).first()
-        )
-        if event is None or event.status != WebhookEvent.Status.PENDING:
-            return False
-        if event.attempts >= MAX_EVENT_ATTEMPTS:
-            event.status = WebhookEvent.Status.FAILED
-            event.last_error = (
-                f"gave up after {event.attempts} attempts (see the worker log)"
-            )
-            event.processed_at = timezone.now()
-            event.save(update_fields=["status", "last_error", "processed_at"])
-            logger.error(
-                "call summary: report id=%s call=%s failed %s times, set aside",
-                event.pk,
-                event.event_id,
-                event.attempts,
-            )
-            return False
-        event.attempts += 1
-        event.save(update_fields=["attempts"])
-    return True
 
 
 def _has_nul(value) -> bool:

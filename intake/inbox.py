@@ -1,9 +1,13 @@
 """The webhook inbox: store a provider's event once, before anything else."""
 
-from django.db import connection
+import logging
+
+from django.db import connection, transaction
 from django.utils import timezone
 
 from .models import WebhookEvent
+
+logger = logging.getLogger(__name__)
 
 
 def webhook_event_insert(
@@ -43,3 +47,36 @@ def webhook_event_insert(
         payload=payload,
         received_at=received_at,
     )
+
+
+def webhook_event_attempt_begin(*, webhook_event_id: int, max_attempts: int) -> bool:
+    """Count one processing attempt of a stored event, under its row lock.
+
+    False when there is nothing to do: the event is gone or already settled,
+    or it has failed `max_attempts` times; then it is set aside as failed,
+    with the reason shown in admin, instead of being swept up for ever.
+    """
+    with transaction.atomic():
+        event = (
+            WebhookEvent.objects.select_for_update().filter(pk=webhook_event_id).first()
+        )
+        if event is None or event.status != WebhookEvent.Status.PENDING:
+            return False
+        if event.attempts >= max_attempts:
+            event.status = WebhookEvent.Status.FAILED
+            event.last_error = (
+                f"gave up after {event.attempts} attempts (see the worker log)"
+            )
+            event.processed_at = timezone.now()
+            event.save(update_fields=["status", "last_error", "processed_at"])
+            logger.error(
+                "inbox: %s event=%s id=%s failed %s times, set aside",
+                event.kind,
+                event.event_id,
+                event.pk,
+                event.attempts,
+            )
+            return False
+        event.attempts += 1
+        event.save(update_fields=["attempts"])
+    return True

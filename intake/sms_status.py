@@ -24,7 +24,7 @@ from notifications.delivery_reports import (
     notification_delivery_report,
 )
 
-from .inbox import webhook_event_insert
+from .inbox import webhook_event_attempt_begin, webhook_event_insert
 from .models import WebhookEvent
 from .twilio_signature import twilio_request_valid
 
@@ -112,7 +112,9 @@ def sms_status_event_record(
     for an unknown message is still young.
     """
     now = now or timezone.now()
-    if not _event_attempt_begin(webhook_event_id=webhook_event_id):
+    if not webhook_event_attempt_begin(
+        webhook_event_id=webhook_event_id, max_attempts=MAX_EVENT_ATTEMPTS
+    ):
         return None
     with transaction.atomic():
         event = (
@@ -202,33 +204,6 @@ def twilio_sms_status(request: HttpRequest) -> HttpResponse:
         logger.warning("sms status callback refused: %s", exc)
         return HttpResponse(str(exc), status=400, content_type="text/plain")
     return HttpResponse(status=200)
-
-
-def _event_attempt_begin(*, webhook_event_id: int) -> bool:
-    """Count one processing attempt; False when there is nothing to do."""
-    with transaction.atomic():
-        event = (
-            WebhookEvent.objects.select_for_update().filter(pk=webhook_event_id).first()
-        )
-        if event is None or event.status != WebhookEvent.Status.PENDING:
-            return False
-        if event.attempts >= MAX_EVENT_ATTEMPTS:
-            _event_close(
-                event,
-                WebhookEvent.Status.FAILED,
-                error=f"gave up after {event.attempts} attempts (see the worker log)",
-                now=timezone.now(),
-            )
-            logger.error(
-                "sms status: event=%s id=%s failed %s times, set aside",
-                event.event_id,
-                event.pk,
-                event.attempts,
-            )
-            return False
-        event.attempts += 1
-        event.save(update_fields=["attempts"])
-    return True
 
 
 def _event_close(
