@@ -10,12 +10,15 @@ to this run's Redis, where a restart can lose it. Workers write mail to
 files (settings.test, AFTERHOURS_TEST_MAIL_DIR), which the test reads as the
 ESP's record of what was sent.
 
-The sweeps find lost work by its age: a claim's lease (5 minutes), a stuck
-inbox row (1-3 minutes), a new call's Airtable grace (1 minute). Instead of
-waiting that long, `FaultRun.settle` moves the clock of the pipeline's rows
-forward a minute at a time, and only while nothing is happening (no row
-changed and no stand-in request in flight for a few seconds), so the sweeps
-meet lost work in the order real time would bring it.
+The sweeps find lost work by its age: an SMS claim's lease (1 minute), an
+Airtable push's lease (2 minutes), a stuck inbox row (1-2 minutes), an
+outbox row whose task never ran (3 minutes). Instead of waiting that long,
+`FaultRun.settle` moves the clock of the pipeline's rows forward about a
+minute at a time, and only while nothing is happening (the queue empty, no
+stand-in request open, every SMS reported, no row changed for a few
+seconds), so the sweeps meet lost work in the order real time would bring
+it, and the delivery deadline (5 minutes) passes only for what really
+stayed unconfirmed.
 """
 
 import email
@@ -92,14 +95,23 @@ def _port_open(port: int) -> bool:
 
 def stop_process(process: subprocess.Popen | None, *, timeout: float = 20) -> None:
     """SIGTERM (a warm shutdown), then SIGKILL if it does not go."""
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
+    stop_processes([process], timeout=timeout)
+
+
+def stop_processes(
+    processes: list[subprocess.Popen | None], *, timeout: float = 15
+) -> None:
+    """SIGTERM to all at once, then SIGKILL to whatever is left at `timeout`."""
+    running = [p for p in processes if p is not None and p.poll() is None]
+    for process in running:
+        process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in running:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 class RedisServer:
@@ -592,11 +604,9 @@ class FaultRun:
         self.beat = None
 
     def stop(self) -> None:
-        stop_process(self.beat)
-        for process in self.workers.values():
-            stop_process(process)
+        """Everything down within about 15 s, whatever state it is in."""
+        stop_processes([self.beat, *self.workers.values(), self.web])
         self.workers.clear()
-        stop_process(self.web)
         self.redis.stop()
 
     def log_tail(self, lines: int = 15) -> str:
