@@ -65,13 +65,7 @@ def call_airtable_sync(call_id: int) -> None:
     from .airtable import call_airtable_push
     from .models import Call
 
-    # A call already synced has nothing new for Airtable: an earlier task
-    # pushed it after this change was made (a call's completion and its
-    # summary come moments apart, and one push then carries both).
-    pending = Call.objects.filter(pk=call_id).exclude(
-        airtable_state=Call.SyncState.SYNCED
-    )
-    if not pending.exists():
+    if not Call.objects.filter(pk=call_id).exists():
         return
     call_airtable_push(call_id=call_id)
 
