@@ -461,6 +461,9 @@ class FaultRun:
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
     beat: subprocess.Popen | None = None
     kills: int = 0
+    # Workers that died on their own and were started again, as a process
+    # supervisor does in production (see `supervise`).
+    crashes: int = 0
     clock_steps: int = 0
     _worker_serial: int = 0
     _ready: set[str] = field(default_factory=set)
@@ -553,7 +556,22 @@ class FaultRun:
         )
 
     def ready_workers(self) -> list[str]:
+        self.supervise()
         return sorted(name for name in self.workers if self.worker_ready(name))
+
+    def supervise(self) -> None:
+        """Start again any worker process that exited on its own.
+
+        # Limitation: kombu 5.7 sometimes ends a worker when Redis goes away
+        # ("Unrecoverable error: AttributeError ... 'hostname'" in
+        # kombu/transport/redis.py _connparams); production relies on its
+        # process supervisor, and so does this harness.
+        """
+        for name, process in list(self.workers.items()):
+            if process.poll() is not None:
+                del self.workers[name]
+                self.crashes += 1
+                self.start_worker()
 
     def kill_random_worker(self, rng: random.Random) -> str:
         """SIGKILL a worker that is taking tasks, and start its replacement.
@@ -642,6 +660,13 @@ class FaultRun:
             return True
         return self.airtable.started() > len(self.airtable.requests())
 
+    def held_by_redis(self) -> int:
+        """Tasks Redis holds for this run: queued, or taken by a worker and
+        not acknowledged yet (running, or waiting for their countdown)."""
+        prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "")
+        client = redis.Redis(host=LOOPBACK, port=self.redis.port)
+        return self.queued() + client.hlen(f"{prefix}unacked")
+
     def queued(self) -> int:
         """Tasks waiting in this run's queue (0 while Redis is down)."""
         queue = settings.CELERY_TASK_DEFAULT_QUEUE
@@ -676,6 +701,7 @@ class FaultRun:
         deadline = time.monotonic() + timeout
         last, since = None, time.monotonic()
         while not done():
+            self.supervise()
             if time.monotonic() > deadline:
                 raise AssertionError(
                     f"the pipeline did not settle in {timeout:.0f}s "

@@ -48,7 +48,7 @@ def test_calls_survive_redis_restarted_mid_run(base_ids, transactional_db, tmp_p
         traffic = Traffic(provider, calls, rate=RATE).start()
         try:
             time.sleep(CALLS / RATE / 2)
-            queued_when_lost = run.queued()
+            held_when_lost = run.held_by_redis()
             run.redis.restart(down_for=3.0)
             traffic.join()
             run.settle(done=settled, timeout=200, reporter=reporter)
@@ -58,8 +58,9 @@ def test_calls_survive_redis_restarted_mid_run(base_ids, transactional_db, tmp_p
         outcome = check_every_call_once(run, calls, base_ids=base_ids)
 
     print(
-        f"seed {seed}: {outcome}; {queued_when_lost} tasks queued when Redis "
-        f"went, {run.clock_steps} clock steps"
+        f"seed {seed}: {outcome}; Redis held {held_when_lost} tasks when it "
+        f"went; {run.crashes} workers died with it and were started again; "
+        f"{run.clock_steps} clock steps"
     )
     assert traffic.answers == {200: sum(c.webhooks for c in calls)}, traffic.answers
     assert not reporter.refused
