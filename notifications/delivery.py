@@ -16,6 +16,15 @@ Messages from one sender number start no faster than its send rate
 (TWILIO_SENDER_RATE_PER_SECOND), counted in Redis across every worker. An
 SMS written off as undeliverable (or suppressed) owes its email fallback in
 the same transaction (`notifications.fallback`).
+
+Once that email is owed (also by the delivery-deadline sweep, while the SMS
+is still pending, held, failing and retrying, or lost with its worker) the
+SMS is not sent any more: its claim writes it off as undeliverable, code
+"superseded". If an earlier attempt may have reached Twilio unseen, Twilio
+is asked first, as before any re-send: a message it has is recorded as
+sent (its delivery report then lands on the row), and nothing is sent
+again either way. An email fallback whose SMS was delivered meanwhile is
+cancelled by its claim instead of sent.
 """
 
 import logging
@@ -37,7 +46,13 @@ from intake.ratelimit import (
     rate_limiter_for,
 )
 
-from .fallback import notification_fallback_owe
+from .fallback import (
+    SUPERSEDED,
+    fallback_cancel,
+    fallback_sms_delivered,
+    notification_fallback_owe,
+    sms_fallback_owed,
+)
 from .models import Notification, Suppression
 from .providers.email import email_send
 from .providers.errors import (
@@ -124,6 +139,12 @@ def notification_deliver(*, notification_id: int) -> None:
                 notification, since=claim.lost_since, exclude=claim.exclude
             )
         if result is None:
+            if claim.superseded_by is not None:
+                # Limitation: when Twilio cannot be asked, a message an
+                # earlier attempt left there unseen stays unclaimed (its
+                # reports are set aside); the email goes either way.
+                _record_superseded(notification, fallback_id=claim.superseded_by)
+                return
             if not _sender_slot(claim):
                 return
             result = _send(notification)
@@ -195,6 +216,9 @@ class _Claim:
     lost_since: datetime | None = None
     # Messages of earlier attempts that Twilio reported undelivered.
     exclude: frozenset[str] = frozenset()
+    # The email fallback already owed in place of this SMS: the claim only
+    # looks for an earlier attempt at Twilio, it never sends.
+    superseded_by: int | None = None
 
 
 def _claim(*, notification_id: int) -> _Claim | None:
@@ -247,6 +271,15 @@ def _claim(*, notification_id: int) -> _Claim | None:
 
         if notification.channel == Channel.SMS and not notification.sender:
             notification.sender = settings.TWILIO_FROM_NUMBER
+        fallback = sms_fallback_owed(notification=notification)
+        if fallback is not None and lost_since is None:
+            # Nothing of it reached Twilio; the email replaces it.
+            _supersede(notification, fallback=fallback)
+            return None
+        delivered_sms = fallback_sms_delivered(email=notification)
+        if delivered_sms is not None:
+            fallback_cancel(email=notification, sms=delivered_sms, locked=True)
+            return None
         if _suppressed(notification):
             notification.state = State.SUPPRESSED
             notification.next_attempt_at = None
@@ -275,6 +308,7 @@ def _claim(*, notification_id: int) -> _Claim | None:
         claimed_from=claimed_from,
         lost_since=lost_since,
         exclude=exclude,
+        superseded_by=fallback.pk if fallback is not None else None,
     )
 
 
@@ -485,6 +519,48 @@ def _write_off(notification: Notification, *, code: str, error: str) -> None:
     notification_fallback_owe(
         notification=notification, why="could not be sent after several tries"
     )
+
+
+def _supersede_error(fallback_id: int) -> str:
+    return f"not sent: its email fallback #{fallback_id} was owed first"
+
+
+def _supersede(notification: Notification, *, fallback: Notification) -> None:
+    """Write off an SMS its email replaces, inside the claim's lock."""
+    notification.state = State.UNDELIVERABLE
+    notification.last_error = _supersede_error(fallback.pk)
+    notification.last_error_code = SUPERSEDED
+    notification.next_attempt_at = None
+    notification.save(
+        update_fields=["state", "last_error", "last_error_code", "next_attempt_at"]
+    )
+    logger.warning(
+        "outbox: notification id=%s not sent, superseded by its email fallback "
+        "id=%s attempt=%s",
+        notification.pk,
+        fallback.pk,
+        notification.attempts,
+    )
+
+
+def _record_superseded(notification: Notification, *, fallback_id: int) -> None:
+    """Write off an SMS whose earlier attempt Twilio did not turn out to have."""
+    recorded = _record(
+        notification,
+        state=State.UNDELIVERABLE,
+        last_error=_supersede_error(fallback_id)
+        + "; no earlier attempt found at Twilio",
+        last_error_code=SUPERSEDED,
+        next_attempt_at=None,
+    )
+    if recorded:
+        logger.warning(
+            "outbox: notification id=%s not sent again, superseded by its email "
+            "fallback id=%s attempt=%s",
+            notification.pk,
+            fallback_id,
+            notification.attempts,
+        )
 
 
 def _record(notification: Notification, **fields) -> bool:

@@ -1,8 +1,9 @@
 """Twilio's delivery reports, applied to the outbox rows that sent them.
 
 A report names a message (its SID) and a status. "delivered" ends the row's
-story. "failed" or "undelivered" comes with an error code, and the code
-decides what happens next:
+story, and cancels its email fallback if one was owed and has not gone out
+(notifications.fallback). "failed" or "undelivered" comes with an error
+code, and the code decides what happens next:
 
 - permanent (invalid number, opted out, landline and their kind): no retry;
   the row is undeliverable and its email fallback is owed; an opt-out
@@ -11,8 +12,10 @@ decides what happens next:
   is undeliverable and its email fallback is owed;
 - unreachable (30003, 30005) or anything else: re-sent a bounded number of
   times (SMS_UNREACHABLE_RETRIES) with backoff, then undeliverable and the
-  fallback. The fallback sweep still sends the email once the delivery
-  deadline passes, retries or not.
+  fallback. The fallback sweep still owes the email once the delivery
+  deadline passes, retries or not; from then on the email replaces the SMS:
+  a report finds no re-send but the write-off, and a re-send scheduled
+  earlier is written off by its claim (notifications.delivery).
 
 Reports arrive out of order and twice: a status never moves backwards
 (delivered is not undone by a late "sent"), and a failure is acted on only
@@ -29,7 +32,11 @@ from django.utils import timezone
 
 from afterhours.privacy import mask_phone
 
-from .fallback import notification_fallback_owe
+from .fallback import (
+    fallback_cancel,
+    notification_fallback_owe,
+    sms_fallback_owed,
+)
 from .models import Notification, Suppression
 from .providers.twilio_sms import OPTED_OUT, SmsFailureKind, sms_failure_kind
 from .services import ops_alert_owe
@@ -146,6 +153,10 @@ def _delivered(notification: Notification, *, now: datetime) -> str:
         notification.provider_message_id,
         previous,
     )
+    if notification.fallback_checked_at is not None:
+        email = Notification.objects.filter(fallback_of=notification).first()
+        if email is not None:
+            fallback_cancel(email=email, sms=notification)
     return ReportOutcome.DELIVERED
 
 
@@ -192,6 +203,18 @@ def _not_delivered(
             notification,
             code=code,
             error=f"{error}; gave up after {failures - 1} re-sends",
+            why=f"could not be delivered ({meaning})",
+            delivery_failures=failures,
+        )
+    fallback = sms_fallback_owed(notification=notification)
+    if fallback is not None:
+        # The person is getting it by email already; a re-send now would
+        # reach them twice if the handset comes back.
+        return _undeliverable(
+            notification,
+            code=code,
+            error=f"{error}; not re-sent: its email fallback "
+            f"#{fallback.pk} is already owed",
             why=f"could not be delivered ({meaning})",
             delivery_failures=failures,
         )

@@ -5,6 +5,23 @@ within SMS_DELIVERY_CONFIRM_SECONDS goes out once more as an email to the
 same person: their on-call contact email, or the next on-call contact's if
 they have none (or it bounced). One fallback per SMS: the email row points
 at the SMS (`fallback_of`, one-to-one) and is keyed `fallback:<sms id>`.
+
+Once the email is owed it replaces the SMS, so the person hears once:
+
+- an SMS that has not reached Twilio is not sent any more: the claim writes
+  it off as undeliverable, code "superseded" (notifications.delivery); one
+  whose earlier attempt may have reached Twilio unseen is looked up there
+  first and, if found, kept as sent, never sent again;
+- an "undelivered" report does not schedule a re-send: the SMS is written
+  off (notifications.delivery_reports).
+
+The other way round, an SMS confirmed delivered before its email has gone
+out cancels the email (state "cancelled"), when the report lands and again
+when the email is claimed. The person already has the text, and the email
+would tell them it "was not confirmed delivered", which is no longer true; a
+support lead prefers one message with the facts right. Cancelling risks no
+miss: "delivered" is the carrier's confirmation. An email already being sent
+or sent is left alone: a second copy is noise, not harm.
 """
 
 import logging
@@ -38,6 +55,12 @@ UNCONFIRMED = (
 )
 # The sweep looks back this far; older rows were decided long ago.
 SWEEP_LOOKBACK = timedelta(days=1)
+# last_error_code of an SMS not sent because its email fallback was owed.
+SUPERSEDED = "superseded"
+# last_error_code of an email fallback cancelled because its SMS arrived.
+SMS_DELIVERED = "sms_delivered"
+# Email fallbacks nobody is sending: not yet claimed, or waiting for a retry.
+CANCELLABLE = (State.PENDING, State.FAILED)
 
 
 def notification_fallback_owe(
@@ -94,6 +117,63 @@ def notification_fallback_owe(
         fallback.pk,
     )
     return fallback
+
+
+def sms_fallback_owed(*, notification: Notification) -> Notification | None:
+    """The email already owed in place of this SMS, if any.
+
+    No query for an SMS whose fallback was never looked at (every SMS on its
+    first send): `notification_fallback_owe` marks the SMS before it owes
+    the email. An SMS marked with nobody to write to has no fallback and is
+    still sent.
+    """
+    if notification.channel != Channel.SMS or notification.fallback_checked_at is None:
+        return None
+    return Notification.objects.filter(fallback_of=notification).first()
+
+
+def fallback_sms_delivered(*, email: Notification) -> Notification | None:
+    """The SMS this email replaces, if it was confirmed delivered after all."""
+    if email.channel != Channel.EMAIL or email.fallback_of_id is None:
+        return None
+    return Notification.objects.filter(
+        pk=email.fallback_of_id, state=State.DELIVERED
+    ).first()
+
+
+def fallback_cancel(
+    *, email: Notification, sms: Notification, locked: bool = False
+) -> bool:
+    """Cancel an email fallback that has not gone out; its SMS was delivered.
+
+    Call inside the transaction that saw the SMS delivered. Without
+    `locked` (the caller holds no lock on the email), only an email nobody
+    is sending is cancelled: the update is conditional on its state, so a
+    worker's claim and this update cannot both win. False when it was not
+    cancelled.
+    """
+    fields = {
+        "state": State.CANCELLED,
+        "last_error": (
+            f"not sent: SMS #{sms.pk} was delivered before this email fallback went out"
+        ),
+        "last_error_code": SMS_DELIVERED,
+        "next_attempt_at": None,
+    }
+    rows = Notification.objects.filter(pk=email.pk)
+    if not locked:
+        rows = rows.filter(state__in=CANCELLABLE)
+    if not rows.update(**fields):
+        return False
+    for name, value in fields.items():
+        setattr(email, name, value)
+    logger.info(
+        "fallback: email notification id=%s cancelled: SMS notification id=%s "
+        "was delivered first",
+        email.pk,
+        sms.pk,
+    )
+    return True
 
 
 def fallback_addresses(*, notification: Notification) -> list[str]:

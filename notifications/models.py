@@ -34,6 +34,9 @@ class Notification(models.Model):
         UNDELIVERABLE = "undeliverable"
         SUPPRESSED = "suppressed", "suppressed (recipient opted out or bounced)"
         LOGGED = "logged", "logged (no provider configured)"
+        # An email fallback not sent because its SMS was confirmed delivered
+        # before the email was claimed (notifications.fallback).
+        CANCELLED = "cancelled", "cancelled (its SMS was delivered first)"
 
     channel = models.CharField(max_length=8, choices=Channel.choices)
     reason = models.CharField(max_length=20, choices=Reason.choices)
