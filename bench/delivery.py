@@ -59,6 +59,7 @@ from twilio.request_validator import RequestValidator  # noqa: E402
 from accounts.models import Business, PhoneLine  # noqa: E402
 from bench.ingest import free_port, reset_database  # noqa: E402
 from intake.call_summary import call_summary_signature  # noqa: E402
+from intake.models import Call  # noqa: E402
 from standins.airtable import AirtableStandIn  # noqa: E402
 from standins.twilio import TwilioStandIn  # noqa: E402
 from tests.faults.harness import RedisServer, stop_process, wait_for  # noqa: E402
@@ -286,7 +287,7 @@ def main() -> None:
                 "workers": [p.pid for p in processes[1:-1]],
                 "beat": [processes[-1].pid],
             }
-            results = _drive(base_url, twilio, lines, args, total, groups)
+            results = _drive(base_url, twilio, airtable, lines, args, total, groups)
         finally:
             for process in reversed(processes):
                 stop_process(process)
@@ -307,7 +308,7 @@ def _wait_ready(base_url: str) -> None:
     wait_for(web_answers, what="gunicorn", timeout=120, interval=0.5)
 
 
-def _drive(base_url, twilio, lines, args, total, groups) -> dict:
+def _drive(base_url, twilio, airtable, lines, args, total, groups) -> dict:
     caller = Caller(base_url, summary=not args.no_summary)
     # Warm up: each gunicorn worker and each worker thread opens its
     # connections on its first request or task; not measured.
@@ -342,6 +343,19 @@ def _drive(base_url, twilio, lines, args, total, groups) -> dict:
         timeout=args.seconds + 120,
         interval=0.2,
     )
+    sms_done = time.monotonic()
+    # Airtable is off the SMS path: it must still catch up, every call's
+    # record holding its summary, soon after the last call.
+    wait_for(
+        lambda: (
+            _airtable_up_to_date(airtable, summary=not args.no_summary)
+            or time.monotonic() - sms_done > 60
+        ),
+        what="Airtable",
+        timeout=120,
+        interval=0.5,
+    )
+    airtable_done = time.monotonic()
     cpu = {name: cpu_seconds(pids) - cpu_before[name] for name, pids in groups.items()}
     cpu["this process"] = time.process_time() - cpu_before["this process"]
     # Everything else: PostgreSQL, Redis, and whatever else the machine ran.
@@ -355,6 +369,7 @@ def _drive(base_url, twilio, lines, args, total, groups) -> dict:
         "warm": warm,
         "cpu": cpu,
         "wall": time.monotonic() - started,
+        "airtable_lag": airtable_done - max(posted, sms_done),
     }
 
 
@@ -400,9 +415,15 @@ def _report(results, twilio, airtable, args, total, work) -> None:
         + f" ({sum(cpu.values()) / results['wall']:.2f} of {os.cpu_count()} "
         f"cores busy; Celery workers {cpu['workers'] / total * 1000:.0f} ms a call)"
     )
+    calls = Call.objects.count()
+    records = [r for b in _bases() for r in airtable.records(b, "Calls")]
+    up_to_date = _airtable_up_to_date(airtable, summary=not args.no_summary)
     print(
         f"Airtable: {len(airtable.requests())} requests, {len(too_many)} answered 429; "
-        f"records {sum(len(airtable.records(b, 'Calls')) for b in _bases())}"
+        f"{len(records)} records for {calls} calls "
+        f"({len({r['fields']['Call ID'] for r in records})} distinct), "
+        f"{'all' if up_to_date else 'NOT all'} up to date "
+        f"{results['airtable_lag']:.1f}s after the last SMS"
     )
     if caller.failures:
         print(
@@ -420,6 +441,26 @@ def _report(results, twilio, airtable, args, total, work) -> None:
     )
     print(f"goal no 429 from Airtable: {'met' if not too_many else 'NOT met'}")
     print(f"logs: {work}")
+
+
+def _airtable_up_to_date(airtable, *, summary: bool) -> bool:
+    """Every call has one record, with the call's final status (and summary)."""
+    expected = {
+        sid: (status, text if summary else "")
+        for sid, status, text in Call.objects.values_list(
+            "provider_call_id", "status", "summary"
+        )
+    }
+    found = {}
+    for base_id in _bases():
+        for record in airtable.records(base_id, "Calls"):
+            fields = record["fields"]
+            key = fields["Call ID"]
+            if key in found:
+                return False
+            text = fields.get("Summary", "") if summary else ""
+            found[key] = (fields.get("Status"), text)
+    return found == expected
 
 
 def _bases() -> list[str]:

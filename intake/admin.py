@@ -2,9 +2,24 @@ from email import policy
 from email.parser import BytesParser
 
 from django.contrib import admin
+from django.db import transaction
 from django.utils.html import format_html
 
+from .airtable import call_airtable_changed
 from .models import Call, InboundEmail, WebhookEvent
+from .tasks import call_airtable_sync
+
+# What the Airtable record shows (intake.airtable.call_airtable_fields).
+AIRTABLE_SOURCE_FIELDS = (
+    "caller_number",
+    "dialled_number",
+    "status",
+    "started_at",
+    "ended_at",
+    "duration_seconds",
+    "summary",
+    "urgency",
+)
 
 
 @admin.register(InboundEmail)
@@ -98,6 +113,7 @@ class CallAdmin(admin.ModelAdmin):
         "airtable_record_id",
         "airtable_attempts",
         "airtable_last_error",
+        "airtable_leased_until",
         "created_at",
         "updated_at",
     ]
@@ -105,3 +121,16 @@ class CallAdmin(admin.ModelAdmin):
     @admin.display(description="Airtable error")
     def airtable_last_error_short(self, obj):
         return obj.airtable_last_error[:80]
+
+    def save_model(self, request, obj, form, change):
+        """An agent's correction reaches Airtable too: the call is due again."""
+        if not change or any(
+            field in form.changed_data for field in AIRTABLE_SOURCE_FIELDS
+        ):
+            call_airtable_changed(obj)
+        super().save_model(request, obj, form, change)
+        if obj.airtable_state == Call.SyncState.PENDING:
+            call_id = obj.pk
+            transaction.on_commit(
+                lambda: call_airtable_sync.delay(call_id), robust=True
+            )

@@ -7,20 +7,30 @@ next attempt, last error) and the beat sweep picks up what is due, so a
 restart loses nothing and no task sleeps through Airtable's 30-second wait.
 
 Airtable allows 5 requests a second per base; every worker takes a slot
-from one shared limiter (intake.ratelimit) before each request.
+from one shared limiter (intake.ratelimit) before each request. At 20 calls
+a second that is less than one request a call, so requests carry whatever
+is due for their base, up to 10 records: a call's own sync task pushes at
+once when a slot is free, taking other due calls of its base along, and
+otherwise leaves its call due and returns, because it shares its worker
+with the SMS that must leave within a second. The sweep carries the rest.
+
+A push holds its calls under a lease (airtable_leased_until) so no second
+push of the same call is in flight at once: two could land out of order
+and leave the older values in Airtable. A call that changes while leased
+is found changed when its push returns and is due again at once.
 """
 
 import logging
 import random
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import requests
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 from pyairtable import Api
 
@@ -44,18 +54,19 @@ BATCH_SIZE = 10
 # leave, and one request can lag another by tens of milliseconds on the way,
 # so our window is a little wider than a second.
 RATE_WINDOW_SECONDS = 1.2
-# The longest a push waits for a free slot before it records a due time and
-# lets the sweep carry on.
+# The longest the sweep waits for a free slot on a base before it moves on;
+# a call's own sync task never waits.
 MAX_SLOT_WAIT_SECONDS = 3.0
-# A push in flight holds its calls this long; if its worker dies, the sweep
-# finds the calls due again once the lease runs out.
+# A push in flight holds its calls this long; if its worker dies, the calls
+# are due again once the lease runs out.
 LEASE_SECONDS = 120
 RETRY_BASE_SECONDS = 15
 RETRY_CAP_SECONDS = 3600
 SWEEP_LIMIT = 200
-# A new call's own sync task normally pushes it; the sweep steps in only when
-# that push never happened (a lost message) and the call is this old.
-NEW_CALL_GRACE_SECONDS = 60
+# A sweep stops taking new batches after this long, so it ends before the
+# next one starts (beat runs it every 10 s).
+SWEEP_BUDGET_SECONDS = 8.0
+SYNCABLE = (Call.SyncState.PENDING, Call.SyncState.FAILED)
 
 
 def call_airtable_fields(call: Call) -> dict[str, Any]:
@@ -77,110 +88,105 @@ def call_airtable_fields(call: Call) -> dict[str, Any]:
     }
 
 
+def call_airtable_changed(call: Call) -> None:
+    """Mark a call's record stale: due for a push at once.
+
+    Call when something Airtable shows changed, before saving the call
+    (add "airtable_state" and "airtable_next_attempt_at" to update_fields).
+    A push in flight keeps its lease; it sees the change when it returns.
+    """
+    call.airtable_state = Call.SyncState.PENDING
+    call.airtable_next_attempt_at = None
+
+
 def call_airtable_push(*, call_id: int) -> None:
-    """Upsert one call's Airtable record now; record the outcome on the call.
+    """A call's own sync: push it now if its base has a free slot.
 
-    Call outside any transaction (it talks to Airtable). Safe to repeat:
-    the record is keyed on the call id. A failure is recorded with a due
-    time for the sweep, never raised.
+    The request also carries up to nine other calls of the same base that
+    are due. With no free slot, or the call already pushed by someone else,
+    nothing happens: the call stays due for the next push of its base or
+    the sweep. Call outside any transaction (it talks to Airtable); a
+    failure is recorded on the calls with a due time, never raised.
     """
-    calls_airtable_push_batch(call_ids=[call_id])
-
-
-def calls_airtable_push_batch(*, call_ids: list[int]) -> None:
-    """Upsert the calls' records, up to 10 per request, grouped by base.
-
-    Each call row is locked briefly to take a lease (so the sweep leaves it
-    alone while it is in flight); the requests are made after that
-    transaction. Missing calls are ignored.
-    """
-    if not call_ids:
+    call = Call.objects.select_related("business").filter(pk=call_id).first()
+    if call is None or call.airtable_state not in SYNCABLE:
         return
     if not settings.AIRTABLE_API_KEY:
         # Limitation: calls skipped while no key was set are not backfilled
         # once one is; the sweep only takes pending and failed calls.
-        skipped = Call.objects.filter(pk__in=call_ids).update(
+        Call.objects.filter(pk=call.pk).update(
             airtable_state=Call.SyncState.SKIPPED,
             airtable_next_attempt_at=None,
             airtable_last_error="",
         )
-        logger.info(
-            "airtable: no AIRTABLE_API_KEY, %d call(s) skipped: ids=%s",
-            skipped,
-            call_ids,
-        )
+        logger.info("airtable: no AIRTABLE_API_KEY, call id=%s skipped", call.pk)
         return
-
-    calls = _calls_claim(call_ids=call_ids)
-    by_base: dict[str, list[Call]] = defaultdict(list)
-    unconfigured = []
-    for call in calls:
-        base_id = call.business.airtable_base_id if call.business else ""
-        if base_id:
-            by_base[base_id].append(call)
-        else:
-            unconfigured.append(call.pk)
-    if unconfigured:
+    base_id = call.business.airtable_base_id if call.business else ""
+    if not base_id:
         # Not retried in a loop: the sweep picks the call up only once its
         # business has a base id.
-        Call.objects.filter(pk__in=unconfigured).update(
-            airtable_state=Call.SyncState.PENDING,
-            airtable_next_attempt_at=None,
-            airtable_last_error=ERROR_NO_BASE,
+        Call.objects.filter(pk=call.pk).update(
+            airtable_next_attempt_at=None, airtable_last_error=ERROR_NO_BASE
         )
         logger.warning(
-            "airtable: %s for the business of call ids=%s", ERROR_NO_BASE, unconfigured
+            "airtable: %s for the business of call id=%s", ERROR_NO_BASE, call.pk
         )
-    if not by_base:
         return
-
-    api = _api()
-    limiter = airtable_rate_limiter()
-    for base_id, base_calls in by_base.items():
-        for start in range(0, len(base_calls), BATCH_SIZE):
-            _chunk_push(
-                api=api,
-                limiter=limiter,
-                base_id=base_id,
-                calls=base_calls[start : start + BATCH_SIZE],
-            )
+    _base_push(
+        api=_api(),
+        limiter=airtable_rate_limiter(),
+        base_id=base_id,
+        now=timezone.now(),
+        first_id=call.pk,
+        max_wait=0.0,
+    )
 
 
 def calls_airtable_sweep(
     *, now: datetime | None = None, limit: int = SWEEP_LIMIT
 ) -> int:
-    """Push every call whose Airtable sync is due; return how many were taken.
+    """Push the calls whose Airtable sync is due; return how many were taken.
 
-    Due: pending or failed, with a base to write to, and either a next
-    attempt time that has passed or (pending, never tried) older than the
-    grace a new call's own push gets. Rows are claimed with SKIP LOCKED and a
-    lease, so overlapping sweeps never push the same call twice.
+    Due: pending or failed, with a base to write to, no push in flight, and
+    no due time in the future. Bases take turns, one batch of up to 10 each,
+    until nothing is due, `limit` calls are taken or the sweep's time is up.
     """
     if not settings.AIRTABLE_API_KEY:
         return 0
     now = now or timezone.now()
-    due = Q(airtable_next_attempt_at__lte=now) | Q(
-        airtable_state=Call.SyncState.PENDING,
-        airtable_next_attempt_at__isnull=True,
-        created_at__lte=now - timedelta(seconds=NEW_CALL_GRACE_SECONDS),
+    bases = list(
+        _calls_due(now)
+        .exclude(business__isnull=True)
+        .exclude(business__airtable_base_id="")
+        .order_by()
+        .values_list("business__airtable_base_id", flat=True)
+        .distinct()[:100]
     )
-    with transaction.atomic():
-        ids = list(
-            Call.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(airtable_state__in=[Call.SyncState.PENDING, Call.SyncState.FAILED])
-            .filter(due)
-            .exclude(business__isnull=True)
-            .exclude(business__airtable_base_id="")
-            .order_by("airtable_next_attempt_at", "pk")
-            .values_list("pk", flat=True)[:limit]
-        )
-        Call.objects.filter(pk__in=ids).update(
-            airtable_next_attempt_at=now + timedelta(seconds=LEASE_SECONDS)
-        )
-    if ids:
-        logger.info("airtable: sweep took %d due call(s)", len(ids))
-        calls_airtable_push_batch(call_ids=ids)
-    return len(ids)
+    if not bases:
+        return 0
+    api = _api()
+    limiter = airtable_rate_limiter()
+    stop_at = time.monotonic() + SWEEP_BUDGET_SECONDS
+    taken = 0
+    while bases and taken < limit and time.monotonic() < stop_at:
+        for base_id in list(bases):
+            pushed = _base_push(
+                api=api,
+                limiter=limiter,
+                base_id=base_id,
+                now=now,
+                max_wait=MAX_SLOT_WAIT_SECONDS,
+                max_records=min(BATCH_SIZE, limit - taken),
+            )
+            taken += pushed
+            if not pushed or taken >= limit or time.monotonic() >= stop_at:
+                # Nothing more due there, or it is busy or refusing.
+                bases.remove(base_id)
+            if taken >= limit or time.monotonic() >= stop_at:
+                break
+    if taken:
+        logger.info("airtable: sweep took %d due call(s)", taken)
+    return taken
 
 
 def _api() -> Api:
@@ -206,37 +212,66 @@ def airtable_rate_limiter() -> RateLimiter:
     )
 
 
-def _calls_claim(*, call_ids: Iterable[int]) -> list[Call]:
-    """Lock the calls, give them a lease and return them with their business.
+def _calls_due(now: datetime) -> QuerySet[Call]:
+    return Call.objects.filter(
+        Q(airtable_next_attempt_at__isnull=True) | Q(airtable_next_attempt_at__lte=now),
+        Q(airtable_leased_until__isnull=True) | Q(airtable_leased_until__lte=now),
+        airtable_state__in=SYNCABLE,
+    )
 
-    A synced call being pushed again goes back to pending, so a worker that
-    dies mid-push leaves it for the sweep rather than looking done.
+
+def _calls_claim(
+    *,
+    base_id: str,
+    now: datetime,
+    first_id: int | None = None,
+    limit: int = BATCH_SIZE,
+) -> list[Call]:
+    """Lease up to `limit` due calls of one base, `first_id` first if due.
+
+    Rows another push is claiming right now are skipped (SKIP LOCKED), and
+    leased ones are not due, so one call is never in two pushes at once.
     """
-    lease_end = timezone.now() + timedelta(seconds=LEASE_SECONDS)
+    first = Case(
+        When(pk=first_id, then=Value(0)), default=Value(1), output_field=IntegerField()
+    )
     with transaction.atomic():
         calls = list(
-            Call.objects.select_for_update(of=("self",))
+            _calls_due(now)
+            .select_for_update(skip_locked=True, of=("self",))
             .select_related("business")
-            .filter(pk__in=list(call_ids))
-            .order_by("pk")
+            .filter(business__airtable_base_id=base_id)
+            .order_by(first, F("airtable_next_attempt_at").asc(nulls_first=True), "pk")[
+                :limit
+            ]
         )
-        for call in calls:
-            if call.airtable_state in (Call.SyncState.SYNCED, Call.SyncState.SKIPPED):
-                call.airtable_state = Call.SyncState.PENDING
-            call.airtable_next_attempt_at = lease_end
-        Call.objects.bulk_update(
-            calls, ["airtable_state", "airtable_next_attempt_at"], batch_size=500
+        Call.objects.filter(pk__in=[call.pk for call in calls]).update(
+            airtable_leased_until=now + timedelta(seconds=LEASE_SECONDS)
         )
     return calls
 
 
-def _chunk_push(
-    *, api: Api, limiter: RateLimiter, base_id: str, calls: Sequence[Call]
-) -> None:
-    """One upsert request for at most 10 calls of one base, and its outcome."""
+def _base_push(
+    *,
+    api: Api,
+    limiter: RateLimiter,
+    base_id: str,
+    now: datetime,
+    max_wait: float,
+    first_id: int | None = None,
+    max_records: int = BATCH_SIZE,
+) -> int:
+    """One upsert request for the due calls of a base; how many it carried.
+
+    0 when nothing was due or no slot came within `max_wait` (the calls go
+    back, still due) or the base is in Airtable's rate-limit wait.
+    """
+    calls = _calls_claim(base_id=base_id, now=now, first_id=first_id, limit=max_records)
+    if not calls:
+        return 0
     ids = [call.pk for call in calls]
     try:
-        rate_limit_acquire(limiter, key=base_id, max_wait=MAX_SLOT_WAIT_SECONDS)
+        rate_limit_acquire(limiter, key=base_id, max_wait=max_wait)
     except RateLimitBlocked as exc:
         _calls_defer(
             calls=calls,
@@ -250,12 +285,20 @@ def _chunk_push(
             exc.retry_after,
             ids,
         )
-        return
-    except RateLimitBusy as exc:
-        _calls_defer(calls=calls, seconds=exc.retry_after)
-        logger.info("airtable: base=%s busy, deferred call ids=%s", base_id, ids)
-        return
+        return 0
+    except RateLimitBusy:
+        # Still due: the next push of this base or the sweep takes them.
+        Call.objects.filter(pk__in=ids).update(airtable_leased_until=None)
+        return 0
+    _calls_send(api=api, limiter=limiter, base_id=base_id, calls=calls)
+    return len(calls)
 
+
+def _calls_send(
+    *, api: Api, limiter: RateLimiter, base_id: str, calls: Sequence[Call]
+) -> None:
+    """Upsert the leased calls of one base (a slot is taken); record it."""
+    ids = [call.pk for call in calls]
     pushed = [call_airtable_fields(call) for call in calls]
     table = api.table(base_id, settings.AIRTABLE_CALLS_TABLE)
     try:
@@ -327,9 +370,10 @@ def _calls_defer(
     state: str | None = None,
     error: str | None = None,
 ) -> None:
-    """Nothing was sent: only move the due time (and say why)."""
+    """Nothing was sent: move the due time (and say why), end the lease."""
     changes: dict[str, Any] = {
-        "airtable_next_attempt_at": timezone.now() + timedelta(seconds=seconds)
+        "airtable_next_attempt_at": timezone.now() + timedelta(seconds=seconds),
+        "airtable_leased_until": None,
     }
     if state:
         changes["airtable_state"] = state
@@ -349,6 +393,7 @@ def _calls_fail(
             airtable_attempts=attempts,
             airtable_last_error=error,
             airtable_next_attempt_at=now + timedelta(seconds=retry_in(attempts)),
+            airtable_leased_until=None,
         )
 
 
@@ -358,26 +403,34 @@ def _calls_mark_synced(
     """Synced, unless the call changed while its record was on the way.
 
     Then the record holds older values: the call stays pending and is due
-    at once, so the sweep sends the newer ones.
+    at once. The calls are compared under their row locks, which every
+    change of a call takes too, so a change cannot slip in between the
+    comparison and "synced".
     """
     record_ids = {
         record["fields"].get(FIELD_CALL_ID): record["id"]
         for record in result["records"]
     }
     sent = {fields[FIELD_CALL_ID]: fields for fields in pushed}
-    current = Call.objects.filter(pk__in=[call.pk for call in calls])
-    now = timezone.now()
-    for call in current:
-        key = call.provider_call_id
-        unchanged = sent.get(key) == call_airtable_fields(call)
-        Call.objects.filter(pk=call.pk).update(
-            airtable_state=Call.SyncState.SYNCED
-            if unchanged
-            else Call.SyncState.PENDING,
-            airtable_record_id=record_ids.get(key, call.airtable_record_id),
-            airtable_attempts=0,
-            airtable_last_error="",
-            airtable_next_attempt_at=None if unchanged else now,
+    changed = []
+    with transaction.atomic():
+        current = Call.objects.select_for_update().filter(
+            pk__in=[call.pk for call in calls]
         )
-        if not unchanged:
-            logger.info("airtable: call id=%s changed while pushed, due again", call.pk)
+        for call in current.order_by("pk"):
+            key = call.provider_call_id
+            unchanged = sent.get(key) == call_airtable_fields(call)
+            Call.objects.filter(pk=call.pk).update(
+                airtable_state=Call.SyncState.SYNCED
+                if unchanged
+                else Call.SyncState.PENDING,
+                airtable_record_id=record_ids.get(key, call.airtable_record_id),
+                airtable_attempts=0,
+                airtable_last_error="",
+                airtable_next_attempt_at=None,
+                airtable_leased_until=None,
+            )
+            if not unchanged:
+                changed.append(call.pk)
+    if changed:
+        logger.info("airtable: call ids=%s changed while pushed, due again", changed)

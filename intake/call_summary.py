@@ -42,7 +42,8 @@ from afterhours.privacy import mask_phone
 from notifications.models import Notification
 from notifications.services import notification_enqueue
 
-from .calls import AIRTABLE_RESYNC_GRACE, call_summary_owe, call_summary_text
+from .airtable import call_airtable_changed
+from .calls import call_summary_owe, call_summary_text
 from .inbox import webhook_event_attempt_begin, webhook_event_insert
 from .models import Call, WebhookEvent
 
@@ -358,10 +359,9 @@ def _report_apply(call: Call, report: CallSummaryReport, *, created: bool) -> No
         call.started_at = report.started_at
     if call.ended_at is None:
         call.ended_at = report.ended_at
-    call.airtable_state = Call.SyncState.PENDING
-    # The sync task queued on commit pushes the summary; the Airtable sweep
-    # steps in after the grace if that message is lost.
-    call.airtable_next_attempt_at = timezone.now() + AIRTABLE_RESYNC_GRACE
+    # The sync task queued on commit pushes the summary, or the Airtable
+    # sweep should that message be lost.
+    call_airtable_changed(call)
     call.save()
 
 

@@ -23,6 +23,7 @@ from afterhours.privacy import mask_phone
 from notifications.models import Notification
 from notifications.services import notification_enqueue, notification_rewrite
 
+from .airtable import call_airtable_changed
 from .inbox import webhook_event_attempt_begin, webhook_event_insert
 from .models import Call, WebhookEvent
 
@@ -45,9 +46,6 @@ MAX_EVENT_ATTEMPTS = 5
 # Twilio's are CA + 32 hex digits; anything that could not fit the call's
 # id column is refused up front rather than failing at the insert.
 CALL_SID_RE = re.compile(r"[A-Za-z0-9]{2,64}")
-# How long the call's own sync task gets before the Airtable sweep pushes a
-# changed call itself.
-AIRTABLE_RESYNC_GRACE = timedelta(seconds=60)
 SUMMARY_MAX_CHARS = 480
 # What a status event may write on a call.
 EVENT_FIELDS = (
@@ -253,11 +251,9 @@ def call_upsert_from_status(*, event: CallStatusEvent) -> CallUpsertResult:
             _apply(call, event)
             if call.business_id is None:
                 _business_fill(call, event)
-            call.airtable_state = Call.SyncState.PENDING
-            # The Airtable record is stale now. The sync task queued on
-            # commit pushes it; should that message be lost, the Airtable
-            # sweep finds the call pending once the grace has passed.
-            call.airtable_next_attempt_at = timezone.now() + AIRTABLE_RESYNC_GRACE
+            # The Airtable record is stale now: the sync task queued on
+            # commit pushes it, or the Airtable sweep should that be lost.
+            call_airtable_changed(call)
             call.save(
                 update_fields=[
                     *EVENT_FIELDS,

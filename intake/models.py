@@ -124,11 +124,23 @@ class Call(models.Model):
     airtable_last_error = models.TextField(blank=True)
     airtable_attempts = models.PositiveIntegerField(default=0)
     airtable_next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Set while a push carries the call (intake.airtable), so no second push
+    # of it is in flight at once.
+    airtable_leased_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            # The sweep's and each push's look-up of what is due; synced
+            # calls, nearly all of them, stay out of the index.
+            models.Index(
+                fields=["airtable_next_attempt_at"],
+                condition=models.Q(airtable_state__in=["pending", "failed"]),
+                name="call_airtable_due",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.provider_call_id
