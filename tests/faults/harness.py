@@ -729,7 +729,11 @@ _CLOCK_COLUMNS = {
         "delivered_at",
         "fallback_checked_at",
     ),
-    Call._meta.db_table: ("created_at", "airtable_next_attempt_at"),
+    Call._meta.db_table: (
+        "created_at",
+        "airtable_next_attempt_at",
+        "airtable_leased_until",
+    ),
 }
 
 
@@ -934,7 +938,9 @@ def check_every_call_once(
             if sms.provider_message_id not in by_sid:
                 problems.append(f"SMS #{sms.pk} delivered but unknown to Twilio")
             claimed_sids.add(sms.provider_message_id)
-            if fallbacks:
+            # A fallback owed and then cancelled (the SMS was confirmed
+            # first) never left; only a sent one is a second copy.
+            if any(f.state != State.CANCELLED for f in fallbacks):
                 problems.append(f"SMS #{sms.pk} delivered and also fell back to email")
             delivered_texts.setdefault(sms.call.provider_call_id, []).append(sms.body)
             continue
