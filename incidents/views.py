@@ -1,6 +1,12 @@
+from django.contrib import admin
+from django.contrib.admin.views.decorators import staff_member_required
 from django.db.models import Prefetch
+from django.http import JsonResponse
 from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
 
+from .health import FAIL, health_report
 from .models import Incident, IncidentUpdate
 from .services import incident_public_zone, update_public_text
 
@@ -33,3 +39,49 @@ def status_page(request):
                 update=update, zone=incident.public_zone
             )
     return render(request, "status/page.html", {"incidents": incidents})
+
+
+@require_safe
+@never_cache
+def healthz(request):
+    """For an outside uptime monitor: the five answers, 503 when one fails.
+
+    No login, and nothing personal: statuses and one-line answers, no
+    figures. A fixed handful of indexed queries however busy the day.
+    """
+    report = health_report()
+    body = {
+        "status": report.status,
+        "checked_at": report.checked_at.isoformat(),
+        "checks": [
+            {
+                "name": check.name,
+                "question": check.question,
+                "status": check.status,
+                "answer": check.answer,
+            }
+            for check in report.checks
+        ],
+    }
+    return JsonResponse(body, status=503 if report.status == FAIL else 200)
+
+
+@staff_member_required
+@never_cache
+def health_page(request):
+    """Staff only: the runbook's five answers in order, with their figures."""
+    report = health_report()
+    context = {
+        **admin.site.each_context(request),
+        "title": "Health: the runbook's five checks",
+        "report": report,
+        "checks": [
+            {
+                "number": number,
+                "check": check,
+                "figures": sorted(check.figures.items()),
+            }
+            for number, check in enumerate(report.checks, start=1)
+        ],
+    }
+    return render(request, "admin/health.html", context)

@@ -234,7 +234,32 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 59},
     },
+    # Beat stamps each heartbeat with its send time; the worker that runs it
+    # records both (incidents.health, check 5 of the runbook).
+    "heartbeat": {
+        "task": "incidents.tasks.heartbeat",
+        "schedule": 30.0,
+        "options": {"expires": 29},
+    },
+    "health-check-sweep": {
+        "task": "incidents.tasks.health_check_sweep",
+        "schedule": 60.0,
+        "options": {"expires": 59},
+    },
 }
+
+# --- Health checks (incidents.health) ---------------------------------------
+# No voice callback for this long, counting only time when at least one
+# business is after hours, is silence: a P0 incident for call intake.
+HEALTH_CALL_SILENCE_MINUTES = env.int("HEALTH_CALL_SILENCE_MINUTES", default=60)
+# An SMS or email owed this long and not sent: the field guide's P0.
+HEALTH_OUTBOX_STALE_MINUTES = env.int("HEALTH_OUTBOX_STALE_MINUTES", default=10)
+# A voice callback not processed this long: call intake failing, not slow.
+HEALTH_INTAKE_STALE_MINUTES = env.int("HEALTH_INTAKE_STALE_MINUTES", default=10)
+# A call not in Airtable this long after its last change: the write failing.
+HEALTH_AIRTABLE_STALE_MINUTES = env.int("HEALTH_AIRTABLE_STALE_MINUTES", default=10)
+# Beat or worker not seen this long (heartbeat every 30 s): down.
+HEALTH_HEARTBEAT_STALE_SECONDS = env.int("HEALTH_HEARTBEAT_STALE_SECONDS", default=120)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
