@@ -67,6 +67,9 @@ SWEEP_LIMIT = 200
 # next one starts (beat runs it every 10 s).
 SWEEP_BUDGET_SECONDS = 8.0
 SYNCABLE = (Call.SyncState.PENDING, Call.SyncState.FAILED)
+# Airtable's limit for one long text cell; a longer value would refuse the
+# whole request.
+MAX_CELL_CHARS = 100_000
 
 
 def call_airtable_fields(call: Call) -> dict[str, Any]:
@@ -83,9 +86,15 @@ def call_airtable_fields(call: Call) -> dict[str, Any]:
         "Started": iso(call.started_at),
         "Ended": iso(call.ended_at),
         "Duration": call.duration_seconds,
-        "Summary": call.summary,
+        "Summary": _cell_text(call.summary),
         "Urgency": call.urgency,
     }
+
+
+def _cell_text(text: str) -> str:
+    if len(text) <= MAX_CELL_CHARS:
+        return text
+    return text[: MAX_CELL_CHARS - 1] + "…"
 
 
 def call_airtable_changed(call: Call) -> None:
@@ -230,7 +239,9 @@ def _calls_claim(
     """Lease up to `limit` due calls of one base, `first_id` first if due.
 
     Rows another push is claiming right now are skipped (SKIP LOCKED), and
-    leased ones are not due, so one call is never in two pushes at once.
+    leased ones are not due, so one call is never in two pushes at once. A
+    call that must go alone goes alone when it comes first, and is left out
+    of other batches.
     """
     first = Case(
         When(pk=first_id, then=Value(0)), default=Value(1), output_field=IntegerField()
@@ -245,6 +256,10 @@ def _calls_claim(
                 :limit
             ]
         )
+        if calls and calls[0].airtable_push_alone:
+            calls = calls[:1]
+        else:
+            calls = [call for call in calls if not call.airtable_push_alone]
         Call.objects.filter(pk__in=[call.pk for call in calls]).update(
             airtable_leased_until=now + timedelta(seconds=LEASE_SECONDS)
         )
@@ -323,11 +338,26 @@ def _calls_send(
         elif status >= 500:
             _calls_fail(calls=calls, error=error, retry_in=_backoff)
             logger.warning("airtable: base=%s %s; call ids=%s", base_id, error, ids)
+        elif len(calls) > 1:
+            # Airtable refuses a whole request for one record it will not
+            # take, and does not say which: each call goes again alone, soon.
+            _calls_fail(calls=calls, error=error, retry_in=_backoff, alone=True)
+            logger.warning(
+                "airtable: base=%s %s; call ids=%s go again one by one",
+                base_id,
+                error,
+                ids,
+            )
         else:
             # A refusal that repeating will not cure (bad key, unknown base or
-            # table, a field Airtable rejects): recorded for an operator and
+            # table, a value Airtable rejects): recorded for an operator and
             # tried again only hourly, so a fixed configuration catches up.
-            _calls_fail(calls=calls, error=error, retry_in=lambda a: RETRY_CAP_SECONDS)
+            _calls_fail(
+                calls=calls,
+                error=error,
+                retry_in=lambda attempts: RETRY_CAP_SECONDS,
+                alone=True,
+            )
             logger.error("airtable: base=%s %s; call ids=%s", base_id, error, ids)
         return
     except requests.RequestException as exc:
@@ -383,7 +413,11 @@ def _calls_defer(
 
 
 def _calls_fail(
-    *, calls: Sequence[Call], error: str, retry_in: Callable[[int], float]
+    *,
+    calls: Sequence[Call],
+    error: str,
+    retry_in: Callable[[int], float],
+    alone: bool = False,
 ) -> None:
     now = timezone.now()
     for call in calls:
@@ -394,6 +428,7 @@ def _calls_fail(
             airtable_last_error=error,
             airtable_next_attempt_at=now + timedelta(seconds=retry_in(attempts)),
             airtable_leased_until=None,
+            airtable_push_alone=alone or call.airtable_push_alone,
         )
 
 
@@ -429,6 +464,7 @@ def _calls_mark_synced(
                 airtable_last_error="",
                 airtable_next_attempt_at=None,
                 airtable_leased_until=None,
+                airtable_push_alone=False,
             )
             if not unchanged:
                 changed.append(call.pk)

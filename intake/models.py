@@ -127,6 +127,9 @@ class Call(models.Model):
     # Set while a push carries the call (intake.airtable), so no second push
     # of it is in flight at once.
     airtable_leased_until = models.DateTimeField(null=True, blank=True)
+    # Airtable refused a request this call was in: it goes alone until it is
+    # written, so a record Airtable will not take holds up no other call.
+    airtable_push_alone = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -13,8 +13,10 @@ It answers what pyairtable sends for records, the way Airtable does:
 Every request needs `Authorization: Bearer <api_key>` (401 otherwise). Like
 Airtable, more than 5 requests in a second to one base answer 429
 RATE_LIMIT_REACHED and refuse the base for the next 30 seconds; the stand-in
-counts those. Faults can be switched on: 429 for a while, 5xx answers
-(before or after the write), slow answers.
+counts those. A text cell over 100,000 characters refuses the whole request
+(422 INVALID_VALUE_FOR_COLUMN), nothing in it written. Faults can be
+switched on: 429 for a while, 5xx answers (before or after the write), slow
+answers.
 
     with AirtableStandIn() as airtable:
         settings.AIRTABLE_API_BASE_URL = airtable.url
@@ -38,6 +40,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 MAX_RECORDS_PER_REQUEST = 10
 MAX_PAGE_SIZE = 100
+# Airtable's limit for one long text cell; a longer value refuses the whole
+# request, every record in it.
+MAX_CELL_CHARS = 100_000
 RATE_LIMIT_BODY = {
     "errors": [
         {
@@ -101,6 +106,7 @@ class AirtableStandIn:
         self._rate_limited_base: str | None = None
         self._faults: deque[_Fault] = deque()
         self._slow: deque[float] = deque()
+        self._select_options: dict[str, set[str]] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -151,6 +157,13 @@ class AirtableStandIn:
         change is made first, as when Airtable writes and the answer is lost."""
         with self._lock:
             self._faults.extend(_Fault(status, after_write) for _ in range(count))
+
+    def select_options(self, field: str, options: list[str]) -> None:
+        """Make `field` a single select with these options: a record with any
+        other value refuses its whole request (422), as Airtable does when
+        the API may not create options."""
+        with self._lock:
+            self._select_options[field] = set(options)
 
     def slow_next(self, count: int = 1, *, seconds: float) -> None:
         """The next `count` requests wait `seconds` before answering."""
@@ -290,6 +303,25 @@ class AirtableStandIn:
                 f"You can only send up to {MAX_RECORDS_PER_REQUEST} records "
                 "per request",
             )
+        # Called with self._lock held (handle).
+        select_options = self._select_options
+        for record in records:
+            fields = record.get("fields", {}) if isinstance(record, dict) else {}
+            for name, value in fields.items():
+                if isinstance(value, str) and len(value) > MAX_CELL_CHARS:
+                    raise _error(
+                        422,
+                        "INVALID_VALUE_FOR_COLUMN",
+                        f'Field "{name}" cannot accept the provided value',
+                    )
+                options = select_options.get(name)
+                if options is not None and value not in (None, "", *options):
+                    raise _error(
+                        422,
+                        "INVALID_MULTIPLE_CHOICE_OPTIONS",
+                        "Insufficient permissions to create new select option "
+                        f'""{value}""',
+                    )
         return records
 
     def _create(self, rows: dict, body: Any) -> dict:

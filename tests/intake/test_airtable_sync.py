@@ -355,6 +355,61 @@ def test_call_changed_while_its_record_was_on_the_way_is_pushed_again(
     assert record["fields"]["Summary"] == "the full summary"
 
 
+def test_a_call_airtable_refuses_is_pushed_alone_and_holds_up_no_other(
+    airtable, harbor
+):
+    """One record Airtable will not take refuses its whole request. The
+    calls that rode with it go again one by one; only the refused one waits
+    an hour, and it never rides with another call again."""
+    base_id = harbor.airtable_base_id
+    airtable.select_options("Urgency", ["urgent", "routine"])
+    riders = [make_call(harbor) for _ in range(4)]
+    refused = make_call(harbor, urgency="catastrophic")
+
+    call_airtable_push(call_id=refused.pk)
+
+    [request] = airtable.requests()
+    assert (request.status, request.records) == (422, 5)
+    assert calls_airtable_sweep() == 0, "not straight back"
+    assert set(Call.objects.values_list("airtable_state", "airtable_push_alone")) == {
+        (Call.SyncState.FAILED, True)
+    }
+
+    soon = timezone.now() + timedelta(minutes=1)
+    assert calls_airtable_sweep(now=soon) == 5
+    assert [r.records for r in airtable.requests()[1:]] == [1] * 5
+    assert sorted(records_by_call_id(airtable, base_id)) == sorted(
+        c.provider_call_id for c in riders
+    )
+    refused.refresh_from_db()
+    assert refused.airtable_state == Call.SyncState.FAILED
+    assert "INVALID_MULTIPLE_CHOICE_OPTIONS" in refused.airtable_last_error
+    assert refused.airtable_next_attempt_at >= timezone.now() + timedelta(minutes=59)
+    assert not Call.objects.filter(pk__in=[c.pk for c in riders]).exclude(
+        airtable_state=Call.SyncState.SYNCED, airtable_push_alone=False
+    )
+
+    later = make_call(harbor)
+    Call.objects.filter(pk=refused.pk).update(airtable_next_attempt_at=None)
+    call_airtable_push(call_id=later.pk)
+    assert airtable.requests()[-1].records == 1, "the refused call stays alone"
+    later.refresh_from_db()
+    assert later.airtable_state == Call.SyncState.SYNCED
+
+
+def test_a_summary_longer_than_an_airtable_cell_is_cut_to_fit(airtable, harbor):
+    call = make_call(harbor, summary="Caller read out the whole invoice. " * 4000)
+
+    call_airtable_push(call_id=call.pk)
+
+    call.refresh_from_db()
+    assert call.airtable_state == Call.SyncState.SYNCED
+    [record] = airtable.records(harbor.airtable_base_id, TABLE)
+    assert len(record["fields"]["Summary"]) <= 100_000
+    assert record["fields"]["Summary"].endswith("…")
+    assert len(call.summary) > 100_000, "our own copy is whole"
+
+
 # --- the rate limit -------------------------------------------------------
 
 
