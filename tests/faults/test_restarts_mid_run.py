@@ -65,6 +65,7 @@ def test_calls_survive_redis_restarted_mid_run(base_ids, transactional_db, tmp_p
     assert traffic.answers == {200: sum(c.webhooks for c in calls)}, traffic.answers
     assert not reporter.refused
     assert not outcome.problems, f"seed {seed}: {outcome}"
+    assert run.crashes == 0, "a worker must ride out a Redis restart"
 
 
 @pytest.mark.timeout(300)
