@@ -8,8 +8,10 @@ transaction. Callbacks arrive late, twice and out of order; the sequence
 number and the terminal states decide what may move a call.
 """
 
+import hashlib
 import logging
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -21,7 +23,11 @@ from django.utils import timezone
 from accounts.models import OnCallContact, PhoneLine
 from afterhours.privacy import mask_phone
 from notifications.models import Notification
-from notifications.services import notification_enqueue, notification_rewrite
+from notifications.services import (
+    notification_enqueue,
+    notification_rewrite,
+    ops_alert_owe,
+)
 
 from .airtable import call_airtable_changed
 from .inbox import webhook_event_attempt_begin, webhook_event_insert
@@ -47,6 +53,10 @@ MAX_EVENT_ATTEMPTS = 5
 # id column is refused up front rather than failing at the insert.
 CALL_SID_RE = re.compile(r"[A-Za-z0-9]{2,64}")
 SUMMARY_MAX_CHARS = 480
+# How far ahead of our clock a callback's own Timestamp may be and still be
+# believed; beyond it the sender's clock is wrong and the arrival time is
+# the better guess.
+CLOCK_SKEW = timedelta(minutes=5)
 # What a status event may write on a call.
 EVENT_FIELDS = (
     "status",
@@ -147,9 +157,10 @@ def call_status_event_parse(*, payload: dict, received_at: datetime) -> CallStat
         call_sid=call_sid,
         status=status,
         sequence=sequence,
-        dialled_number=_value(payload, "To")[:20],
-        caller_number=_value(payload, "From")[:20],
-        occurred_at=_timestamp(_value(payload, "Timestamp")) or received_at,
+        dialled_number=_printable(_value(payload, "To"))[:20],
+        caller_number=_printable(_value(payload, "From"))[:20],
+        occurred_at=_timestamp(_value(payload, "Timestamp"), received_at=received_at)
+        or received_at,
         duration_seconds=duration,
     )
 
@@ -243,6 +254,7 @@ def call_upsert_from_status(*, event: CallStatusEvent) -> CallUpsertResult:
                 call.provider_call_id,
                 mask_phone(event.dialled_number),
             )
+            _unrouted_call_alert(call)
     else:
         changed = _event_moves_call(call, event)
         completed_now = changed and event.status == Status.COMPLETED
@@ -301,33 +313,38 @@ def call_summary_owe(*, call: Call) -> Notification | None:
     held for CALL_SUMMARY_WAIT_SECONDS (the outbox sweep sends it as it is
     when the hold ends); once both are in, a held SMS goes at once, with
     the whole text.
+
+    A business whose on-call people have an email and no phone gets the
+    summary by email the same way; one with nobody on call at all is
+    reported to operations, who can call the caller back.
     """
     if call.business_id is None:
         return None
-    contact = (
-        OnCallContact.objects.filter(business_id=call.business_id)
-        .exclude(phone="")
-        .order_by("order", "id")
-        .first()
+    contacts = OnCallContact.objects.filter(business_id=call.business_id).order_by(
+        "order", "id"
     )
-    if contact is None:
-        logger.warning(
-            "calls: call id=%s completed but business id=%s has no on-call "
-            "contact with a phone; no summary sent",
-            call.pk,
-            call.business_id,
-        )
-        return None
+    contact = contacts.exclude(phone="").first()
+    if contact is not None:
+        channel, recipient = Notification.Channel.SMS, contact.phone
+    else:
+        contact = contacts.exclude(email="").first()
+        if contact is None:
+            _nobody_on_call_alert(call)
+            return None
+        channel, recipient = Notification.Channel.EMAIL, contact.email
     both_in = bool(call.summary) and call.status in TERMINAL_STATUSES
     send_after = None if both_in else _summary_hold_until()
     body = call_summary_text(call=call)
+    email = channel == Notification.Channel.EMAIL
     notification, created = notification_enqueue(
-        channel=Notification.Channel.SMS,
+        channel=channel,
         reason=Notification.Reason.CALL_SUMMARY,
-        recipient=contact.phone,
+        recipient=recipient,
+        subject=call_summary_subject(call=call) if email else "",
         body=body,
-        dedupe_key=f"call_summary:{call.pk}:sms:{contact.phone}",
-        sender=settings.TWILIO_FROM_NUMBER,
+        headers={"Auto-Submitted": "auto-generated"} if email else None,
+        dedupe_key=f"call_summary:{call.pk}:{channel}:{recipient}",
+        sender="" if email else settings.TWILIO_FROM_NUMBER,
         call=call,
         send_after=send_after,
     )
@@ -355,14 +372,62 @@ def call_summary_text(*, call: Call) -> str:
     moment = call.started_at or call.ended_at or call.created_at
     local = moment.astimezone(business.zone)
     when = f"{local:%a %b} {local.day}, {local.hour % 12 or 12}:{local:%M %p %Z}"
-    caller = call.caller_number or "an unknown number"
-    summary = call.summary.strip()
+    caller = _printable(call.caller_number) or "an unknown number"
+    summary = _printable(call.summary, keep="\n").strip()
     if len(summary) > SUMMARY_MAX_CHARS:
         summary = summary[: SUMMARY_MAX_CHARS - 1].rstrip() + "…"
     summary = summary or "Summary to follow."
     return (
         f"{business.name}: call from {caller} at {when}, "
         f"{_duration_text(call.duration_seconds)}. {summary}"
+    )
+
+
+def call_summary_subject(*, call: Call) -> str:
+    caller = _printable(call.caller_number) or "an unknown number"
+    return f"Call summary: {call.business.name}, call from {caller}"
+
+
+def _unrouted_call_alert(call: Call) -> None:
+    """A call to a number no business owns: its caller reached nobody."""
+    number = _printable(call.dialled_number) or "(no number)"
+    caller = _printable(call.caller_number) or "an unknown number"
+    # Topic and subject are logged: they name the number by a digest and by
+    # its last four digits only.
+    digest = hashlib.sha256(number.encode()).hexdigest()[:16]
+    ops_alert_owe(
+        topic=f"unrouted:{digest}",
+        subject=f"Calls to a number ending {number[-4:]} reach no business",
+        body=(
+            f"Call {call.provider_call_id} from {caller} came in on {number}, "
+            "which is no business's phone line, so no business was told of "
+            "it and no on-call person got its summary. If a customer routes "
+            "this number to us, add it to their phone lines in admin; call "
+            "the caller back if it may be urgent. Further calls to this "
+            "number within the hour are not alerted again."
+        ),
+    )
+
+
+def _nobody_on_call_alert(call: Call) -> None:
+    business = call.business
+    caller = _printable(call.caller_number) or "an unknown number"
+    logger.warning(
+        "calls: call id=%s completed but business id=%s has nobody on call "
+        "(no on-call contact with a phone or an email); operations alerted",
+        call.pk,
+        call.business_id,
+    )
+    ops_alert_owe(
+        topic=f"no-oncall:{business.pk}",
+        subject=f"{business.name} has nobody on call: call summaries undelivered",
+        body=(
+            f"Call {call.provider_call_id} from {caller} for {business.name} "
+            "completed, but the business has nobody on call (no on-call "
+            "contact with a phone or an email), so its summary reached no "
+            "one. Call the business, add an on-call contact in admin, and "
+            "call the caller back if it may be urgent."
+        ),
     )
 
 
@@ -465,18 +530,37 @@ def _number(payload: dict, key: str) -> int | None:
     return number
 
 
-def _timestamp(value: str | None) -> datetime | None:
-    """Twilio's RFC 2822 `Timestamp` as an aware datetime, None if unreadable."""
+def _timestamp(value: str | None, *, received_at: datetime) -> datetime | None:
+    """Twilio's RFC 2822 `Timestamp` as an aware datetime; None if unreadable,
+    out of range, or further ahead of its arrival than clocks differ."""
     if not value:
         return None
     try:
         moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if timezone.is_naive(moment):
+            # RFC 2822 "-0000" means UTC with no zone information.
+            moment = moment.replace(tzinfo=UTC)
+        # Year 9999 in a zone west of UTC is past what a datetime can hold.
+        moment.astimezone(UTC)
+    except (TypeError, ValueError, OverflowError):
         return None
-    if timezone.is_naive(moment):
-        # RFC 2822 "-0000" means UTC with no zone information.
-        moment = moment.replace(tzinfo=UTC)
+    if moment > received_at + CLOCK_SKEW:
+        return None
     return moment
+
+
+def _printable(text: str, *, keep: str = "") -> str:
+    """`text` without control and format characters (but those in `keep`).
+
+    A bell or a right-to-left override in a number or a summary means
+    nothing to the person reading the SMS, and the override would show the
+    rest of the text backwards.
+    """
+    return "".join(
+        char
+        for char in text
+        if char in keep or unicodedata.category(char) not in ("Cc", "Cf")
+    )
 
 
 def _duration_text(seconds: int | None) -> str:

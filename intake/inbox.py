@@ -1,6 +1,7 @@
 """The webhook inbox: store a provider's event once, before anything else."""
 
 import logging
+from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -18,7 +19,22 @@ def webhook_event_insert(
     One statement in autocommit, with no exception on a duplicate: the
     webhook is the hottest path we have and a provider retry is normal, so
     neither pays for a transaction or a rolled-back savepoint.
+
+    Text PostgreSQL cannot hold (NUL, lone surrogates) is replaced with
+    U+FFFD: a signed event is kept as near to what was sent as the database
+    allows rather than refused, since its sender would only send it again.
     """
+    clean_payload = storable(payload)
+    clean_event_id = storable(event_id)
+    if clean_payload != payload or clean_event_id != event_id:
+        logger.warning(
+            "inbox: %s %s event=%s carried text the database cannot hold; "
+            "stored with U+FFFD in its place",
+            provider,
+            kind,
+            clean_event_id,
+        )
+        payload, event_id = clean_payload, clean_event_id
     received_at = timezone.now()
     ops = connection.ops
     with connection.cursor() as cursor:
@@ -47,6 +63,24 @@ def webhook_event_insert(
         payload=payload,
         received_at=received_at,
     )
+
+
+def storable(value: Any) -> Any:
+    """`value` with every string fit for PostgreSQL text and jsonb."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate: through UTF-16, where it decodes as U+FFFD.
+            value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return value
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(item) for item in value]
+    return value
 
 
 def webhook_event_attempt_begin(*, webhook_event_id: int, max_attempts: int) -> bool:

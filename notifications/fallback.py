@@ -289,13 +289,12 @@ def _fallback_text(notification: Notification, *, why: str) -> tuple[str, str]:
         and call is not None
         and call.business_id is not None
     ):
-        from intake.calls import call_summary_text
+        from intake.calls import call_summary_subject, call_summary_text
 
         # Written now, not copied from the SMS: a summary that arrived after
         # the SMS went out is in it.
         text = call_summary_text(call=call)
-        caller = call.caller_number or "an unknown number"
-        subject = f"Call summary: {call.business.name}, call from {caller}"
+        subject = call_summary_subject(call=call)
     else:
         text = notification.body
         label = notification.get_reason_display()
