@@ -148,7 +148,9 @@ def check_call_intake(*, now: dt.datetime | None = None) -> HealthAnswer:
         ),
     )
     calls = Call.objects.filter(created_at__gte=now - RECENT).aggregate(
-        recent=Count("id"), last=Max("created_at")
+        recent=Count("id"),
+        last=Max("created_at"),
+        unrouted=Count("id", filter=Q(business__isnull=True)),
     )
     oldest_age = now - events["oldest"] if events["oldest"] else None
     figures = {
@@ -156,6 +158,7 @@ def check_call_intake(*, now: dt.datetime | None = None) -> HealthAnswer:
         "oldest_pending_minutes": _minutes(oldest_age),
         "failed_callbacks_last_hour": events["failed"],
         "calls_last_hour": calls["recent"],
+        "calls_to_no_business_last_hour": calls["unrouted"],
         "last_call_at": _iso(calls["last"]),
     }
     recorded = f"{calls['recent']} calls recorded in the last hour"
@@ -176,6 +179,14 @@ def check_call_intake(*, now: dt.datetime | None = None) -> HealthAnswer:
         answer = (
             f"Working, but {events['failed']} voice callbacks failed in the last "
             f"hour; {recorded}."
+        )
+    elif calls["unrouted"]:
+        # Each such call was alerted to operations (intake.calls); this
+        # says it is still happening.
+        status = WARN
+        answer = (
+            f"Working, but {calls['unrouted']} calls in the last hour came in "
+            f"on numbers no business owns; {recorded}."
         )
     else:
         status = OK
