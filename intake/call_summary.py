@@ -13,8 +13,28 @@ signed over the raw body with a timestamp::
 where the HMAC key is CALL_SUMMARY_WEBHOOK_SECRET and the message is
 "<t>.<raw body>". A report signed more than five minutes ago (or more than
 five minutes ahead) is refused, so a captured request cannot be replayed
-later; within that window the inbox (idempotent on call_id) makes a replay
-harmless. With no secret configured every report is refused.
+later; within that window the inbox (idempotent on call_id and content)
+makes a replay harmless. With no secret configured every report is refused.
+
+What a report may hold (anything else is refused before it is stored):
+
+- plain JSON only, as `intake.jsonbody` reads it: no NaN or infinities, no
+  lone surrogates or NUL in strings, nested at most 32 levels (400);
+- call_id: a JSON string that is a call SID as the voice webhook reads it
+  (`intake.calls.CALL_SID_RE`: 2-64 letters and digits) (400);
+- caller, summary, urgency, to, business_line: JSON strings or null;
+  started_at, ended_at: ISO 8601 strings, Unix seconds, or null (400);
+- summary: at most MAX_SUMMARY_CHARS characters, the body at most
+  MAX_REPORT_BYTES bytes (413).
+
+A caller or time that is a string we cannot read is left out, not refused.
+
+A second report for the same call that differs from every earlier one is a
+correction: it is stored too (under the call id and a digest of its
+content) and replaces the call's summary and urgency, and its Airtable
+record is pushed again. On-call gets at most one SMS for all corrections
+of a call (see `call_summary_sms_settle`). A replay of any earlier report,
+however it is written, changes nothing.
 
 A task then fills the call's summary and urgency (creating the call if its
 status callback has not arrived yet) and settles the on-call SMS so one SMS
@@ -31,7 +51,9 @@ from datetime import UTC, datetime, timedelta
 
 import phonenumbers
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -40,11 +62,12 @@ from django.views.decorators.http import require_POST
 from accounts.models import PhoneLine
 from afterhours.privacy import mask_phone
 from notifications.models import Notification
-from notifications.services import notification_enqueue
+from notifications.services import notification_enqueue, notification_rewrite
 
 from .airtable import call_airtable_changed
-from .calls import call_summary_owe, call_summary_text
+from .calls import CALL_SID_RE, call_summary_owe, call_summary_text
 from .inbox import webhook_event_attempt_begin, webhook_event_insert
+from .jsonbody import JsonBodyInvalid, json_body_parse, json_document_check
 from .models import Call, WebhookEvent
 
 logger = logging.getLogger(__name__)
@@ -56,11 +79,25 @@ SIGNATURE_TOLERANCE_SECONDS = 5 * 60
 SIGNATURE_VERSION = "v1"
 EVENT_STUCK_AFTER = timedelta(minutes=2)
 MAX_EVENT_ATTEMPTS = 5
-MAX_CALL_ID_CHARS = 64
+# A spoken call summarised: a few hundred characters; 20,000 is pages of it.
+# The SMS carries 480 (intake.calls) and Airtable's cell 100,000.
+MAX_SUMMARY_CHARS = 20_000
+# Room for a summary at the limit written as \u escapes (12 bytes for one
+# emoji) and the other fields; far below Django's 2.5 MB.
+MAX_REPORT_BYTES = 256 * 1024
+# Between a call id and the digest of a correction's content in the inbox's
+# event id: no call SID holds it, so no call's ids run into another's.
+CORRECTION_SEPARATOR = "~"
+TEXT_FIELDS = ("caller", "summary", "urgency", "to", "business_line")
+TIME_FIELDS = ("started_at", "ended_at")
 
 
 class CallSummaryInvalid(ValueError):
     """A signed report we cannot read; refused (400) or set aside."""
+
+
+class CallSummaryTooLarge(CallSummaryInvalid):
+    """A report over the size limits; refused (413)."""
 
 
 @dataclass(frozen=True)
@@ -137,40 +174,50 @@ def _signature_parts(header: str) -> tuple[int | None, list[str]]:
 
 
 def call_summary_parse(*, payload: dict) -> CallSummaryReport:
-    """Read a report; raise CallSummaryInvalid when it names no call.
+    """Read a report; raise CallSummaryInvalid when we cannot take it.
 
-    A field we cannot read (a time without a zone, a caller that is not a
-    phone number) is left out, not guessed; the report still counts.
+    Refused: a report that names no call a call SID can match, a field of
+    the wrong JSON type, a summary over MAX_SUMMARY_CHARS, or content no
+    database can store. A string we cannot read (a time without a zone, a
+    caller that is not a phone number) is left out, not guessed; the report
+    still counts.
     """
     if not isinstance(payload, dict):
         raise CallSummaryInvalid("the report is not a JSON object")
-    call_id = _text(payload.get("call_id"))
-    if not call_id:
-        raise CallSummaryInvalid("no call_id")
-    if len(call_id) > MAX_CALL_ID_CHARS:
-        raise CallSummaryInvalid("call_id too long")
-    if _has_nul(payload):
-        # PostgreSQL cannot store it; refused here rather than by the insert.
-        raise CallSummaryInvalid("NUL character in the report")
-    caller, extension = _phone(_text(payload.get("caller")))
-    line, _ = _phone(_text(payload.get("to")) or _text(payload.get("business_line")))
+    try:
+        json_document_check(payload)
+    except JsonBodyInvalid as exc:
+        raise CallSummaryInvalid(str(exc)) from None
+    call_id = _call_id(payload.get("call_id"))
+    text = {name: _optional_text(payload, name) for name in TEXT_FIELDS}
+    times = {name: _optional_time(payload, name) for name in TIME_FIELDS}
+    if len(text["summary"]) > MAX_SUMMARY_CHARS:
+        raise CallSummaryTooLarge(
+            f"summary of {len(text['summary']):,} characters is over the limit "
+            f"of {MAX_SUMMARY_CHARS:,} characters"
+        )
+    caller, extension = _phone(text["caller"])
+    line, _ = _phone(text["to"] or text["business_line"])
     return CallSummaryReport(
         call_id=call_id,
-        summary=_text(payload.get("summary")),
-        urgency=_text(payload.get("urgency")).lower()[:16],
+        summary=text["summary"],
+        urgency=text["urgency"].lower()[:16],
         caller=caller,
         caller_extension=extension,
         line=line,
-        started_at=_moment(payload.get("started_at")),
-        ended_at=_moment(payload.get("ended_at")),
+        started_at=_moment(times["started_at"]),
+        ended_at=_moment(times["ended_at"]),
     )
 
 
 def call_summary_store(*, payload: dict) -> tuple[WebhookEvent | None, bool]:
-    """Keep one verified report in the inbox, once per call; queue it on commit.
+    """Keep one verified report in the inbox, once per content; queue it.
 
-    Returns (event, created). Raises CallSummaryInvalid when the report
-    names no call.
+    The first report of a call is stored under its call id. A later one
+    that differs from every earlier report is a correction, stored under
+    the call id and a digest of its content; a replay of any of them stores
+    nothing. Returns (event, created). Raises CallSummaryInvalid when the
+    report cannot be taken.
     """
     report = call_summary_parse(payload=payload)
     event = webhook_event_insert(
@@ -180,17 +227,55 @@ def call_summary_store(*, payload: dict) -> tuple[WebhookEvent | None, bool]:
         payload=payload,
     )
     if event is None:
-        logger.info("call summary: duplicate report call=%s ignored", report.call_id)
-        existing = WebhookEvent.objects.filter(
+        first = WebhookEvent.objects.filter(
             provider=PROVIDER_CALLS, event_id=report.call_id
         ).first()
-        return existing, False
+        if first is not None and first.payload != payload:
+            event = webhook_event_insert(
+                provider=PROVIDER_CALLS,
+                kind=KIND_CALL_SUMMARY,
+                event_id=_correction_event_id(report.call_id, payload),
+                payload=payload,
+            )
+        if event is None:
+            logger.info(
+                "call summary: replay of a stored report call=%s ignored",
+                report.call_id,
+            )
+            return first, False
 
     from .tasks import call_summary_process
 
     transaction.on_commit(lambda: call_summary_process.delay(event.pk), robust=True)
-    logger.info("call summary: report stored call=%s id=%s", report.call_id, event.pk)
+    logger.info(
+        "call summary: %s stored call=%s id=%s",
+        "report" if event.event_id == report.call_id else "corrected report",
+        report.call_id,
+        event.pk,
+    )
     return event, True
+
+
+def _correction_event_id(call_id: str, payload: dict) -> str:
+    """The inbox id of a later report: the call id and its content's digest.
+
+    The digest is of the document, not of the bytes, so a replay written
+    with other spacing or key order is the same report.
+    """
+    document = json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    digest = hashlib.sha256(document.encode()).hexdigest()[:32]
+    return f"{call_id}{CORRECTION_SEPARATOR}{digest}"
+
+
+def _reports_of_call(call_id: str):
+    """The inbox rows of every report of one call, its corrections too."""
+    return WebhookEvent.objects.filter(
+        provider=PROVIDER_CALLS, kind=KIND_CALL_SUMMARY
+    ).filter(
+        Q(event_id=call_id) | Q(event_id__startswith=f"{call_id}{CORRECTION_SEPARATOR}")
+    )
 
 
 # --- Processing ---------------------------------------------------------------
@@ -224,24 +309,44 @@ def call_summary_record(*, webhook_event_id: int) -> Call | None:
             event.save(update_fields=["status", "last_error", "processed_at"])
             return None
 
+        newer = _reports_of_call(report.call_id).filter(pk__gt=event.pk)
+        # Limitation: a newer report that later fails for good (5 crashed
+        # attempts) leaves the call without this one's summary either.
+        if newer.exclude(status=WebhookEvent.Status.FAILED).exists():
+            # Two workers may take a report and its correction in either
+            # order: the newest report is the one the call keeps.
+            event.status = WebhookEvent.Status.IGNORED
+            event.last_error = "superseded by a later report of the same call"
+            event.save(update_fields=["status", "last_error", "processed_at"])
+            logger.info(
+                "call summary: report id=%s call=%s superseded, not applied",
+                event.pk,
+                report.call_id,
+            )
+            return None
+
         call, created = _call_for_report(report)
+        correction = event.event_id != report.call_id
         _report_apply(call, report, created=created)
         event.status = WebhookEvent.Status.PROCESSED
         event.save(update_fields=["status", "processed_at"])
-        call_summary_sms_settle(call=call)
+        call_summary_sms_settle(call=call, correction=correction)
         call_id = call.pk
         transaction.on_commit(lambda: call_airtable_sync.delay(call_id))
     logger.info(
-        "call summary: call id=%s sid=%s summary recorded urgency=%s (%s)",
+        "call summary: call id=%s sid=%s summary recorded urgency=%s (%s%s)",
         call.pk,
         call.provider_call_id,
         call.urgency or "-",
         "new call" if created else "existing call",
+        ", corrected" if correction else "",
     )
     return call
 
 
-def call_summary_sms_settle(*, call: Call) -> Notification | None:
+def call_summary_sms_settle(
+    *, call: Call, correction: bool = False
+) -> Notification | None:
     """Make sure the on-call person gets the summary text, by one SMS if we can.
 
     Call inside the transaction that recorded the summary. If the call's
@@ -251,6 +356,11 @@ def call_summary_sms_settle(*, call: Call) -> Notification | None:
     follow", a second SMS carries the summary. A call whose business is
     unknown yet waits for its status callback, which owes the SMS with the
     summary in it.
+
+    A `correction` (a later, different report of the call) rewrites the
+    newest SMS that has not left yet; once they have all left it owes one
+    correction SMS, and only one whatever follows: a stream of corrections
+    must not become a stream of texts at night. Locks the call's SMS rows.
     """
     if call.business_id is None:
         logger.info(
@@ -273,6 +383,8 @@ def call_summary_sms_settle(*, call: Call) -> Notification | None:
         return call_summary_owe(call=call)
 
     text = call_summary_text(call=call)
+    if correction:
+        return _correction_sms_settle(call=call, sent=sent, text=text)
     if text == sent.body or call.summary.strip()[:60] in sent.body:
         return sent
     follow_up, created = notification_enqueue(
@@ -281,7 +393,7 @@ def call_summary_sms_settle(*, call: Call) -> Notification | None:
         recipient=sent.recipient,
         sender=sent.sender,
         body=text,
-        dedupe_key=f"call_summary:{call.pk}:followup:sms:{sent.recipient}",
+        dedupe_key=_follow_up_key(call, sent, "followup"),
         call=call,
     )
     if created:
@@ -294,6 +406,68 @@ def call_summary_sms_settle(*, call: Call) -> Notification | None:
             mask_phone(sent.recipient),
         )
     return follow_up
+
+
+def _correction_sms_settle(
+    *, call: Call, sent: Notification, text: str
+) -> Notification:
+    corrected = f"Corrected: {text}"
+    later = list(
+        Notification.objects.select_for_update()
+        .filter(
+            call=call,
+            dedupe_key__in=[
+                _follow_up_key(call, sent, "followup"),
+                _follow_up_key(call, sent, "correction"),
+            ],
+        )
+        .order_by("pk")
+    )
+    newest = later[-1] if later else sent
+    if newest.body in (text, corrected):
+        return newest
+    if newest.state == Notification.State.PENDING and not newest.attempts:
+        is_correction = newest.dedupe_key.startswith(f"call_summary:{call.pk}:corr")
+        if notification_rewrite(
+            notification_id=newest.pk, body=corrected if is_correction else text
+        ):
+            logger.info(
+                "call summary: call id=%s corrected; SMS id=%s not sent yet, rewritten",
+                call.pk,
+                newest.pk,
+            )
+            return newest
+    if any(row.dedupe_key.startswith(f"call_summary:{call.pk}:corr") for row in later):
+        logger.warning(
+            "call summary: call id=%s corrected again after its correction SMS "
+            "id=%s left; on-call is not texted again (the call and Airtable "
+            "have the correction)",
+            call.pk,
+            newest.pk,
+        )
+        return newest
+    correction_sms, created = notification_enqueue(
+        channel=Notification.Channel.SMS,
+        reason=Notification.Reason.CALL_SUMMARY,
+        recipient=sent.recipient,
+        sender=sent.sender,
+        body=corrected,
+        dedupe_key=_follow_up_key(call, sent, "correction"),
+        call=call,
+    )
+    if created:
+        logger.info(
+            "call summary: call id=%s corrected after its SMS left; correction "
+            "SMS id=%s to %s",
+            call.pk,
+            correction_sms.pk,
+            mask_phone(sent.recipient),
+        )
+    return correction_sms
+
+
+def _follow_up_key(call: Call, sent: Notification, kind: str) -> str:
+    return f"call_summary:{call.pk}:{kind}:sms:{sent.recipient}"
 
 
 def call_summary_events_stuck_ids(
@@ -371,20 +545,56 @@ def _phone_line(number: str) -> PhoneLine | None:
     return PhoneLine.objects.filter(number=number).select_related("business").first()
 
 
-def _has_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
+def _call_id(value) -> str:
+    if value is None:
+        raise CallSummaryInvalid("no call_id")
+    if not isinstance(value, str):
+        raise CallSummaryInvalid(
+            f"call_id must be a JSON string, not {_json_type(value)}"
+        )
+    call_id = value.strip()
+    if not CALL_SID_RE.fullmatch(call_id):
+        # The voice webhook's rule: a report under any other id would make
+        # a call that no status callback can ever match.
+        raise CallSummaryInvalid(
+            f"call_id {call_id[:70]!r} is not a call SID (2 to 64 letters and digits)"
+        )
+    return call_id
 
 
-def _text(value) -> str:
-    if value is None or isinstance(value, (dict, list)):
+def _optional_text(payload: dict, name: str) -> str:
+    value = payload.get(name)
+    if value is None:
         return ""
-    return str(value).strip()
+    if not isinstance(value, str):
+        raise CallSummaryInvalid(
+            f"{name} must be a JSON string or null, not {_json_type(value)}"
+        )
+    return value.strip()
+
+
+def _optional_time(payload: dict, name: str):
+    value = payload.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    raise CallSummaryInvalid(
+        f"{name} must be an ISO 8601 string, Unix seconds or null, not "
+        f"{_json_type(value)}"
+    )
+
+
+def _json_type(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__
 
 
 def _phone(text: str) -> tuple[str, str]:
@@ -408,7 +618,7 @@ def _moment(value) -> datetime | None:
             return datetime.fromtimestamp(value, tz=UTC) if value > 0 else None
         except (OverflowError, OSError, ValueError):
             return None
-    text = _text(value)
+    text = value.strip() if isinstance(value, str) else ""
     if not text:
         return None
     try:
@@ -428,20 +638,70 @@ def _moment(value) -> datetime | None:
 def call_summary_webhook(request: HttpRequest) -> HttpResponse:
     """The call provider's end-of-call report.
 
-    403 unless signed with our secret within five minutes; 400 for a body
-    that is not a report; 200 once stored, and 200 for a duplicate (the
-    inbox decides what it changes).
+    413 for a body over MAX_REPORT_BYTES (400, as Django answers, over
+    DATA_UPLOAD_MAX_MEMORY_SIZE when that is lower); 403 unless signed
+    with our secret within five minutes; 400 for a body that is not a
+    report we can take, 413 for a summary over MAX_SUMMARY_CHARS; 200 once
+    stored, and 200 for a replay (the inbox decides what it changes).
+    Nothing is stored for any 4xx.
     """
-    body = request.body
+    try:
+        body = _body_within_limit(request)
+    except CallSummaryInvalid as exc:
+        logger.warning("call summary report refused: %s", exc)
+        status = 413 if isinstance(exc, CallSummaryTooLarge) else 400
+        return _refusal(exc, status=status)
     header = request.META.get(SIGNATURE_HEADER, "")
     if not call_summary_request_valid(body=body, header=header):
         return HttpResponse("invalid signature", status=403, content_type="text/plain")
     try:
-        payload = json.loads(body)
-        call_summary_store(payload=payload)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        # json.JSONDecodeError and CallSummaryInvalid are ValueErrors; a
-        # body nested thousands deep is a RecursionError.
+        call_summary_store(payload=json_body_parse(body))
+    except CallSummaryTooLarge as exc:
         logger.warning("call summary report refused: %s", exc)
-        return HttpResponse(str(exc), status=400, content_type="text/plain")
+        return _refusal(exc, status=413)
+    except ValueError as exc:
+        # JsonBodyInvalid and CallSummaryInvalid are ValueErrors.
+        logger.warning("call summary report refused: %s", exc)
+        return _refusal(exc, status=400)
     return HttpResponse(status=200)
+
+
+def _body_within_limit(request: HttpRequest) -> bytes:
+    """The raw body; CallSummaryInvalid when it is over a limit.
+
+    Over MAX_REPORT_BYTES: CallSummaryTooLarge (413), refused by its
+    declared length before it is read. Over Django's
+    DATA_UPLOAD_MAX_MEMORY_SIZE, when that is lower: Django's 400, with
+    the reason said instead of a bare "Bad Request".
+    """
+    django_limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if django_limit is not None and django_limit < MAX_REPORT_BYTES:
+        too_large = CallSummaryInvalid(
+            f"the report is over the limit of {django_limit:,} bytes "
+            "(DATA_UPLOAD_MAX_MEMORY_SIZE)"
+        )
+        limit = django_limit
+    else:
+        too_large = CallSummaryTooLarge(
+            f"the report is over the limit of {MAX_REPORT_BYTES:,} bytes"
+        )
+        limit = MAX_REPORT_BYTES
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise too_large
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        raise too_large from None
+    if len(body) > limit:
+        raise too_large
+    return body
+
+
+def _refusal(exc: Exception, *, status: int) -> HttpResponse:
+    return HttpResponse(
+        f"report refused: {exc}", status=status, content_type="text/plain"
+    )

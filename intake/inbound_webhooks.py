@@ -16,7 +16,6 @@ every other view. A larger post is still recorded (its first bytes and its
 size) for an agent.
 """
 
-import json
 import logging
 import re
 import warnings
@@ -45,6 +44,7 @@ from django.utils.datastructures import MultiValueDict
 from django.views.decorators.csrf import csrf_exempt
 
 from .email import MESSAGE_ID_RE, decode_text
+from .jsonbody import JsonBodyInvalid, JsonBodyUnstorable, json_body_parse
 from .services import inbound_email_store_unreadable
 
 logger = logging.getLogger(__name__)
@@ -178,9 +178,10 @@ def _json_string(head: str, key: str) -> str:
     if not found:
         return ""
     try:
-        return json.loads(f'"{found.group(1)}"')
-    except ValueError:
+        text = json_body_parse(f'"{found.group(1)}"')
+    except JsonBodyInvalid:
         return ""
+    return text if isinstance(text, str) else ""
 
 
 def post_head_summary(head: bytes) -> tuple[str, str, str]:
@@ -329,7 +330,7 @@ class MailgunInboundView(HardenedInboundMixin, MailgunInboundWebhookView):
 
     def payload_message_id(self, request) -> str:
         try:
-            headers = json.loads(request.POST.get("message-headers", "[]"))
+            headers = json_body_parse(request.POST.get("message-headers", "[]"))
             for name, value in headers:
                 if str(name).lower() == "message-id":
                     return str(value).strip()
@@ -344,15 +345,24 @@ class PostmarkInboundView(HardenedInboundMixin, PostmarkInboundWebhookView):
 
     def looks_like_message(self, request) -> bool:
         try:
-            payload = json.loads(request.body.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
+            payload = json_body_parse(request.body)
+        except JsonBodyUnstorable:
+            return True  # parse_events sets it aside, with the reason.
+        except JsonBodyInvalid:
             return False
         return isinstance(payload, dict) and any(
             key in payload for key in self.MESSAGE_KEYS
         )
 
+    def parse_events(self, request):
+        # Anymail reads NaN, infinities and lone surrogates as Python does;
+        # a post holding them is malformed JSON: the view sets it aside for
+        # an agent with the reason.
+        json_body_parse(request.body)
+        return super().parse_events(request)
+
     def payload_message_id(self, request) -> str:
-        payload = json.loads(request.body.decode("utf-8"))
+        payload = json_body_parse(request.body)
         headers = payload.get("Headers")
         for header in headers if isinstance(headers, list) else ():
             if not isinstance(header, dict):
@@ -388,8 +398,8 @@ class SendGridInboundView(HardenedInboundMixin, SendGridInboundWebhookView):
         field falls back to UTF-8 and then windows-1252 instead.
         """
         try:
-            charsets = json.loads(request.POST.get("charsets") or "{}")
-        except ValueError:
+            charsets = json_body_parse(request.POST.get("charsets") or "{}")
+        except JsonBodyInvalid:
             charsets = {}
         if not isinstance(charsets, dict):
             charsets = {}
@@ -410,8 +420,8 @@ class SendGridInboundView(HardenedInboundMixin, SendGridInboundWebhookView):
 
     def _attachments(self, request):
         try:
-            info = json.loads(request.POST["attachment-info"])
-        except (KeyError, ValueError):
+            info = json_body_parse(request.POST["attachment-info"])
+        except (KeyError, JsonBodyInvalid):
             return None
         if not isinstance(info, dict):
             # Which files are attachments is unknown: the view sets the
