@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin
 
+from .forms import PausingAdminAuthenticationForm, answer_paused
 from .models import WEEKDAYS, Business, Contact, OnCallContact, PhoneLine, PortalUser
 from .validators import known_time_zones
 
@@ -101,3 +102,20 @@ class PortalUserAdmin(admin.ModelAdmin):
     list_display = ["user", "business"]
     list_select_related = ["user", "business"]
     search_fields = ["user__username", "business__name"]
+
+
+def _admin_login_answering_paused(login):
+    def admin_login(request, extra_context=None):
+        response = login(request, extra_context)
+        context = getattr(response, "context_data", None) or {}
+        return answer_paused(response, context.get("form"))
+
+    return admin_login
+
+
+# The admin's sign-in pauses guessing with the portal's counters
+# (accounts.sign_in_throttle). AdminSite builds its login URL from
+# `self.login`, read after the admin modules are loaded, so wrapping the
+# site's own method here is enough and leaves the admin's page as it is.
+admin.site.login_form = PausingAdminAuthenticationForm
+admin.site.login = _admin_login_answering_paused(admin.site.login)

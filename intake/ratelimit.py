@@ -55,6 +55,15 @@ class RateLimiter(Protocol):
     def blocked_for(self, key: str) -> float:
         """Seconds the key stays blocked; 0.0 when it is not."""
 
+    def next_slot_in(self, key: str) -> float:
+        """Seconds until `try_acquire` would take a slot; 0.0 if it would now.
+
+        Takes no slot. A block counts when it lasts longer than the window.
+        """
+
+    def clear(self, key: str) -> None:
+        """Forget the slots taken on `key`; a block stays."""
+
 
 def rate_limit_acquire(
     limiter: RateLimiter,
@@ -101,6 +110,20 @@ return {0, math.max(1, tonumber(oldest[2]) + period - now + 1)}
 """
 
 
+# The same reading as _ACQUIRE_LUA, taking nothing. Returns ms to wait.
+_NEXT_SLOT_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local blocked = math.max(0, redis.call('PTTL', KEYS[2]))
+local limit = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - period)
+if redis.call('ZCARD', KEYS[1]) < limit then return blocked end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(blocked, tonumber(oldest[2]) + period - now + 1)
+"""
+
+
 class RedisRateLimiter:
     """Sliding-window limiter whose state lives in Redis, shared by workers."""
 
@@ -110,6 +133,7 @@ class RedisRateLimiter:
         self.period = period
         self._prefix = f"{prefix}ratelimit:{name}:"
         self._acquire = client.register_script(_ACQUIRE_LUA)
+        self._next_slot = client.register_script(_NEXT_SLOT_LUA)
 
     def _keys(self, key: str) -> tuple[str, str]:
         return f"{self._prefix}{key}:window", f"{self._prefix}{key}:blocked"
@@ -133,6 +157,15 @@ class RedisRateLimiter:
     def blocked_for(self, key: str) -> float:
         ms = self.client.pttl(self._keys(key)[1])
         return ms / 1000 if ms > 0 else 0.0
+
+    def next_slot_in(self, key: str) -> float:
+        ms = self._next_slot(
+            keys=list(self._keys(key)), args=[self.limit, int(self.period * 1000)]
+        )
+        return ms / 1000
+
+    def clear(self, key: str) -> None:
+        self.client.delete(self._keys(key)[0])
 
 
 class LocalRateLimiter:
@@ -172,6 +205,21 @@ class LocalRateLimiter:
     def blocked_for(self, key: str) -> float:
         with self._lock:
             return max(0.0, self._blocked_until.get(key, 0.0) - self._clock())
+
+    def next_slot_in(self, key: str) -> float:
+        with self._lock:
+            now = self._clock()
+            blocked = max(0.0, self._blocked_until.get(key, 0.0) - now)
+            starts = self._starts.get(key, deque())
+            while starts and starts[0] <= now - self.period:
+                starts.popleft()
+            if len(starts) < self.limit:
+                return blocked
+            return max(blocked, starts[0] + self.period - now)
+
+    def clear(self, key: str) -> None:
+        with self._lock:
+            self._starts.pop(key, None)
 
 
 @cache

@@ -113,6 +113,15 @@ PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="")
 # Peers (our own TLS proxies) whose X-Forwarded-Proto/Host headers we believe.
 TRUSTED_PROXY_IPS = env.list("TRUSTED_PROXY_IPS", default=[])
 
+# --- Sign-in throttling (accounts.sign_in_throttle) -----------------------
+# Failed sign-ins (portal and admin) allowed per login name and per client
+# address in the window; past either, sign-in answers 429 until the oldest
+# failure leaves the window. The client address is REMOTE_ADDR, or the
+# X-Forwarded-For hop our own proxies (TRUSTED_PROXY_IPS) saw.
+LOGIN_FAILURES_PER_ACCOUNT = env.int("LOGIN_FAILURES_PER_ACCOUNT", default=5)
+LOGIN_FAILURES_PER_CLIENT_IP = env.int("LOGIN_FAILURES_PER_CLIENT_IP", default=20)
+LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=900)
+
 # --- Support desk ---------------------------------------------------------
 SUPPORT_EMAIL = env("SUPPORT_EMAIL", default="support@afterhours.example")
 SUPPORT_FROM_NAME = env("SUPPORT_FROM_NAME", default="Afterhours Support")
