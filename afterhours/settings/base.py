@@ -283,12 +283,40 @@ LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    # Admin searches put phone numbers and addresses in query strings.
+    "filters": {
+        "mask_request_personal_data": {
+            "()": "afterhours.privacy.RequestLogMaskingFilter"
+        },
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        # Django's own runserver line, as its default logging has it.
+        "django.server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "django.server": {
+            "class": "logging.StreamHandler",
+            "formatter": "django.server",
+        },
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # runserver's access log. We configure no gunicorn access log; one
+        # added (--access-logfile) wants this filter on "gunicorn.access".
+        "django.server": {
+            "handlers": ["django.server"],
+            "filters": ["mask_request_personal_data"],
+            "level": "INFO",
+            "propagate": False,
+        },
+    },
 }
 CALL_SUMMARY_WEBHOOK_SECRET = env("CALL_SUMMARY_WEBHOOK_SECRET", default="")
 # How long a call's SMS waits for the missing half (completion or end-of-call
