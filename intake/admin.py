@@ -146,6 +146,8 @@ def _raw_slice(pk: int, *, start: int, length: int) -> tuple[bytes, int]:
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(admin.ModelAdmin):
+    """Every provider webhook as stored; a failed one says why in the list."""
+
     list_display = [
         "received_at",
         "provider",
@@ -154,6 +156,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
         "status",
         "attempts",
         "processed_at",
+        "last_error_short",
     ]
     list_filter = ["provider", "kind", "status"]
     search_fields = ["event_id"]
@@ -168,6 +171,10 @@ class WebhookEventAdmin(admin.ModelAdmin):
         "attempts",
         "last_error",
     ]
+
+    @admin.display(description="last error")
+    def last_error_short(self, obj):
+        return obj.last_error[:80]
 
 
 @admin.register(Call)
