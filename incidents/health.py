@@ -25,7 +25,6 @@ recovers, and a human resolves.
 
 import datetime as dt
 import logging
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -35,7 +34,7 @@ from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 
 from accounts.models import Business
-from afterhours.privacy import mask_email, mask_phone
+from afterhours.privacy import mask_email, mask_phone, mask_text
 from intake.calls import EVENT_STUCK_AFTER, KIND_VOICE_STATUS, PROVIDER_TWILIO
 from intake.models import Call, WebhookEvent
 from notifications.fallback import SUPERSEDED
@@ -96,9 +95,6 @@ INCIDENT_IMPACT = {
     Component.EMAIL: "Emails, including fallback emails, may arrive late.",
 }
 PAGE_TEXT = "afterhours P0 incident #{id} opened by the health check: {answer}"
-
-_PHONE = re.compile(r"\+?\d[\d\s().-]{6,}\d")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 @dataclass(frozen=True)
@@ -785,8 +781,7 @@ def _note_body(answer: HealthAnswer) -> str:
 
 def _scrub(text: str) -> str:
     """Provider error text with any phone number or address masked."""
-    text = _EMAIL.sub(lambda m: mask_email(m.group()), text)
-    return _PHONE.sub(lambda m: mask_phone(re.sub(r"[^\d+]", "", m.group())), text)
+    return mask_text(text)
 
 
 def _minutes(delta: dt.timedelta | None) -> int | None:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from afterhours.privacy import mask_email
+from afterhours.privacy import mask_email, mask_text
 from notifications.models import Suppression
 
 from .email import ParsedEmail, parse_email
@@ -26,7 +26,6 @@ logger = logging.getLogger(__name__)
 # Errors that a later attempt can outlive; the task retries these and
 # processing records nothing for them.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError)
-ADDRESS_IN_TEXT_RE = re.compile(r"[^\s<>\"'(),;:]+@[^\s<>\"'(),;:]+")
 
 
 @dataclass
@@ -126,8 +125,8 @@ def inbound_email_store_unreadable(
         inbound_email.pk,
         esp,
         created,
-        # A parser's message may quote an address from the post.
-        ADDRESS_IN_TEXT_RE.sub(lambda found: mask_email(found.group(0)), reason),
+        # A parser's message may quote an address or a number from the post.
+        mask_text(reason),
     )
     return inbound_email, created
 

@@ -8,25 +8,15 @@ more. Agents read the full text on the outbox row in admin.
 """
 
 import logging
-import re
 
 from django.core.mail.backends.base import BaseEmailBackend
 
-from afterhours.privacy import mask_email, mask_phone
+from afterhours.privacy import mask_email, mask_text
 
 logger = logging.getLogger(__name__)
 
-ADDRESS_RE = re.compile(r"[^\s<>\"'(),;:\[\]]+@[^\s<>\"'(),;:\[\]]+")
-# Seven digits or more, with the separators people write between them.
-PHONE_RE = re.compile(r"\+?\d[\d\s().-]{5,}\d")
-
-
-def masked_text(text: str) -> str:
-    """`text` with email addresses and phone numbers masked."""
-    text = ADDRESS_RE.sub(lambda found: mask_email(found.group(0)), text)
-    return PHONE_RE.sub(
-        lambda found: mask_phone(re.sub(r"[^\d+]", "", found.group(0))), text
-    )
+# The subject masker, under the name the tests and callers know.
+masked_text = mask_text
 
 
 class LoggingEmailBackend(BaseEmailBackend):
