@@ -39,6 +39,7 @@ from django.http import HttpRequest
 from django.utils.crypto import salted_hmac
 
 from afterhours.privacy import mask_email
+from afterhours.proxies import trusted_proxy
 from intake.ratelimit import RateLimiter, rate_limiter_for
 
 logger = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def client_address(request: HttpRequest) -> str:
     address = _parsed(peer_text)
     if address is None:
         return peer_text or "unknown"
-    if _trusted_proxy(address):
+    if trusted_proxy(address):
         # Each of our proxies appends the peer it saw: read from the right
         # up to the first hop that is not ours; anything left of it was
         # written by the client and proves nothing.
@@ -137,7 +138,7 @@ def client_address(request: HttpRequest) -> str:
             if forwarded is None:
                 break
             address = forwarded
-            if not _trusted_proxy(forwarded):
+            if not trusted_proxy(forwarded):
                 break
     return _counted_as(address)
 
@@ -167,18 +168,6 @@ def _parsed(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return ipaddress.ip_address(text)
     except ValueError:
         return None
-
-
-def _trusted_proxy(address) -> bool:
-    for entry in settings.TRUSTED_PROXY_IPS:
-        try:
-            network = ipaddress.ip_network(entry.strip(), strict=False)
-        except ValueError:
-            logger.error("TRUSTED_PROXY_IPS: %r is not an address or network", entry)
-            continue
-        if address in network:
-            return True
-    return False
 
 
 def _counted_as(address) -> str:

@@ -14,9 +14,8 @@ logger = logging.getLogger(__name__)
 # Only the database blipping is retried; the clock's own state (one alert
 # row per due time) makes a repeated run harmless.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError)
-
-
-@shared_task(
+# A beat sweep: retried a little on those, and the next run is a minute away.
+sweep_task = shared_task(
     acks_late=True,
     ignore_result=True,
     autoretry_for=TRANSIENT_ERRORS,
@@ -25,6 +24,9 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError)
     retry_jitter=True,
     max_retries=3,
 )
+
+
+@sweep_task
 def incident_clock_sweep() -> int:
     """Beat, every minute: remind before an update is due, escalate when late."""
     from .services import incident_clock_check
@@ -89,15 +91,7 @@ def heartbeat(self) -> None:
     heartbeat_record(beat_sent_at=beat_sent_at)
 
 
-@shared_task(
-    acks_late=True,
-    ignore_result=True,
-    autoretry_for=TRANSIENT_ERRORS,
-    retry_backoff=5,
-    retry_backoff_max=30,
-    retry_jitter=True,
-    max_retries=3,
-)
+@sweep_task
 def health_check_sweep() -> str:
     """Beat, every minute: the five checks; a P0 when the pipeline is quiet."""
     from .health import health_sweep

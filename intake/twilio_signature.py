@@ -12,12 +12,13 @@ those headers from anyone.
 Used by every Twilio webhook (voice status now, SMS status later).
 """
 
-import ipaddress
 import logging
 
 from django.conf import settings
 from django.http import HttpRequest
 from twilio.request_validator import RequestValidator
+
+from afterhours.proxies import trusted_proxy
 
 logger = logging.getLogger(__name__)
 
@@ -89,20 +90,7 @@ def twilio_request_valid(request: HttpRequest) -> bool:
 
 
 def _from_trusted_proxy(request: HttpRequest) -> bool:
-    peer = request.META.get("REMOTE_ADDR", "")
-    try:
-        address = ipaddress.ip_address(peer)
-    except ValueError:
-        return False
-    for entry in settings.TRUSTED_PROXY_IPS:
-        try:
-            network = ipaddress.ip_network(entry.strip(), strict=False)
-        except ValueError:
-            logger.error("TRUSTED_PROXY_IPS: %r is not an address or network", entry)
-            continue
-        if address in network:
-            return True
-    return False
+    return trusted_proxy(request.META.get("REMOTE_ADDR", ""))
 
 
 def _last(header: str) -> str:
