@@ -8,6 +8,18 @@ from .models import InboundEmail
 from .services import inbound_email_process
 from .sms_status import DeliveryReportUnmatched
 
+# Processing one stored webhook event: a database blip is retried for a few
+# minutes; past that the beat sweep queues the event again.
+webhook_event_task = shared_task(
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=120,
+    retry_jitter=True,
+    max_retries=8,
+)
+
 
 @shared_task(
     acks_late=True,
@@ -34,15 +46,7 @@ def airtable_sweep() -> None:
 # --- Calls: voice callbacks and the Airtable sync they cause ---------------
 
 
-@shared_task(
-    acks_late=True,
-    ignore_result=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=2,
-    retry_backoff_max=120,
-    retry_jitter=True,
-    max_retries=8,
-)
+@webhook_event_task
 def call_event_process(webhook_event_id: int) -> None:
     """Apply one stored Twilio voice callback to its call (intake.calls)."""
     from .calls import call_event_record
@@ -90,15 +94,7 @@ def sms_status_process(webhook_event_id: int) -> None:
     sms_status_event_record(webhook_event_id=webhook_event_id)
 
 
-@shared_task(
-    acks_late=True,
-    ignore_result=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=2,
-    retry_backoff_max=120,
-    retry_jitter=True,
-    max_retries=8,
-)
+@webhook_event_task
 def call_summary_process(webhook_event_id: int) -> None:
     """Fill one call's summary from its stored end-of-call report."""
     from .call_summary import call_summary_record
