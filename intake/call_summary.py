@@ -66,7 +66,11 @@ from notifications.services import notification_enqueue, notification_rewrite
 
 from .airtable import call_airtable_changed
 from .calls import CALL_SID_RE, call_summary_owe, call_summary_text
-from .inbox import webhook_event_attempt_begin, webhook_event_insert
+from .inbox import (
+    webhook_event_attempt_begin,
+    webhook_event_insert,
+    webhook_events_stuck_ids,
+)
 from .jsonbody import JsonBodyInvalid, json_body_parse, json_document_check
 from .models import Call, WebhookEvent
 
@@ -474,16 +478,12 @@ def call_summary_events_stuck_ids(
     *, now: datetime | None = None, limit: int = 500
 ) -> list[int]:
     """Reports still pending long after they were stored."""
-    now = now or timezone.now()
-    return list(
-        WebhookEvent.objects.filter(
-            provider=PROVIDER_CALLS,
-            kind=KIND_CALL_SUMMARY,
-            status=WebhookEvent.Status.PENDING,
-            received_at__lte=now - EVENT_STUCK_AFTER,
-        )
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:limit]
+    return webhook_events_stuck_ids(
+        provider=PROVIDER_CALLS,
+        kind=KIND_CALL_SUMMARY,
+        older_than=EVENT_STUCK_AFTER,
+        now=now,
+        limit=limit,
     )
 
 

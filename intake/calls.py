@@ -30,7 +30,11 @@ from notifications.services import (
 )
 
 from .airtable import call_airtable_changed
-from .inbox import webhook_event_attempt_begin, webhook_event_insert
+from .inbox import (
+    webhook_event_attempt_begin,
+    webhook_event_insert,
+    webhook_events_stuck_ids,
+)
 from .models import Call, WebhookEvent
 
 logger = logging.getLogger(__name__)
@@ -435,16 +439,12 @@ def call_events_stuck_ids(
     *, now: datetime | None = None, limit: int = 500
 ) -> list[int]:
     """Voice callbacks still pending long after they were stored."""
-    now = now or timezone.now()
-    return list(
-        WebhookEvent.objects.filter(
-            provider=PROVIDER_TWILIO,
-            kind=KIND_VOICE_STATUS,
-            status=WebhookEvent.Status.PENDING,
-            received_at__lte=now - EVENT_STUCK_AFTER,
-        )
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:limit]
+    return webhook_events_stuck_ids(
+        provider=PROVIDER_TWILIO,
+        kind=KIND_VOICE_STATUS,
+        older_than=EVENT_STUCK_AFTER,
+        now=now,
+        limit=limit,
     )
 
 

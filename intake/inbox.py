@@ -1,6 +1,7 @@
 """The webhook inbox: store a provider's event once, before anything else."""
 
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
@@ -81,6 +82,30 @@ def storable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [storable(item) for item in value]
     return value
+
+
+def webhook_events_stuck_ids(
+    *,
+    provider: str,
+    kind: str,
+    older_than: timedelta,
+    now: datetime | None = None,
+    limit: int = 500,
+) -> list[int]:
+    """Events of one kind still pending `older_than` after they were stored:
+    their task was lost (the broker down at commit time, a worker killed),
+    and a beat sweep queues them again. Oldest first."""
+    now = now or timezone.now()
+    return list(
+        WebhookEvent.objects.filter(
+            provider=provider,
+            kind=kind,
+            status=WebhookEvent.Status.PENDING,
+            received_at__lte=now - older_than,
+        )
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    )
 
 
 def webhook_event_attempt_begin(*, webhook_event_id: int, max_attempts: int) -> bool:

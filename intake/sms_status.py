@@ -24,7 +24,11 @@ from notifications.delivery_reports import (
     notification_delivery_report,
 )
 
-from .inbox import webhook_event_attempt_begin, webhook_event_insert
+from .inbox import (
+    webhook_event_attempt_begin,
+    webhook_event_insert,
+    webhook_events_stuck_ids,
+)
 from .models import WebhookEvent
 from .twilio_signature import twilio_request_valid
 
@@ -172,16 +176,12 @@ def sms_status_events_stuck_ids(
     *, now: datetime | None = None, limit: int = 500
 ) -> list[int]:
     """Status callbacks still pending a while after they were stored."""
-    now = now or timezone.now()
-    return list(
-        WebhookEvent.objects.filter(
-            provider=PROVIDER_TWILIO,
-            kind=KIND_SMS_STATUS,
-            status=WebhookEvent.Status.PENDING,
-            received_at__lte=now - EVENT_STUCK_AFTER,
-        )
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:limit]
+    return webhook_events_stuck_ids(
+        provider=PROVIDER_TWILIO,
+        kind=KIND_SMS_STATUS,
+        older_than=EVENT_STUCK_AFTER,
+        now=now,
+        limit=limit,
     )
 
 
