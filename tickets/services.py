@@ -317,17 +317,12 @@ def ticket_add_automatic_note(
     No reply, no triage: an out-of-office or a bounce is context for the
     agent, not a customer's word.
     """
-    message = TicketMessage.objects.create(
-        ticket=ticket,
+    message = _message_from_email(
+        ticket,
+        parsed,
+        inbound_email,
         direction=TicketMessage.Direction.NOTE,
-        message_id=_unused_message_id(parsed.message_id),
-        in_reply_to=parsed.in_reply_to,
-        references=" ".join(parsed.references),
-        from_address=parsed.from_address,
-        to_address=", ".join(parsed.to)[:320],
-        subject=parsed.subject[:998],
         body=f"Automatic mail ({why}):\n\n{parsed.text}",
-        inbound_email=inbound_email,
         created_at=inbound_email.received_at,
     )
     TicketEvent.objects.create(
@@ -1151,17 +1146,12 @@ def _inbound_message(
     inbound_email: InboundEmail,
     received_at: dt.datetime,
 ) -> TicketMessage:
-    message = TicketMessage.objects.create(
-        ticket=ticket,
+    message = _message_from_email(
+        ticket,
+        parsed,
+        inbound_email,
         direction=TicketMessage.Direction.INBOUND,
-        message_id=_unused_message_id(parsed.message_id),
-        in_reply_to=parsed.in_reply_to,
-        references=" ".join(parsed.references),
-        from_address=parsed.from_address,
-        to_address=", ".join(parsed.to)[:320],
-        subject=parsed.subject[:998],
         body=parsed.text,
-        inbound_email=inbound_email,
         created_at=received_at,
     )
     for attachment in parsed.attachments:
@@ -1173,6 +1163,31 @@ def _inbound_message(
             file=ContentFile(attachment.content, name=attachment.filename[:100]),
         )
     return message
+
+
+def _message_from_email(
+    ticket: Ticket,
+    parsed: ParsedEmail,
+    inbound_email: InboundEmail,
+    *,
+    direction: str,
+    body: str,
+    created_at: dt.datetime,
+) -> TicketMessage:
+    """A ticket message from an inbound email, its headers cut to fit."""
+    return TicketMessage.objects.create(
+        ticket=ticket,
+        direction=direction,
+        message_id=_unused_message_id(parsed.message_id),
+        in_reply_to=parsed.in_reply_to,
+        references=" ".join(parsed.references),
+        from_address=parsed.from_address,
+        to_address=", ".join(parsed.to)[:320],
+        subject=parsed.subject[:998],
+        body=body,
+        inbound_email=inbound_email,
+        created_at=created_at,
+    )
 
 
 def _unused_message_id(message_id: str) -> str | None:
