@@ -30,7 +30,7 @@ run: install demo
 
 demo: install
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py import_businesses samples/businesses.json
+	$(BIN)/python manage.py import_businesses --create-only samples/businesses.json
 	$(BIN)/python manage.py ensure_admin
 
 ## The whole suite against PostgreSQL and Redis on this machine.

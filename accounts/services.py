@@ -126,17 +126,22 @@ def _messages(error: ValidationError) -> str:
 
 
 @transaction.atomic
-def business_import(*, records: list[dict]) -> ImportResult:
+def business_import(*, records: list[dict], create_only: bool = False) -> ImportResult:
     """Create or update businesses from the customer list format.
 
     Idempotent: a second run with the same list changes nothing. The whole
-    list is validated before anything is written.
+    list is validated before anything is written. With `create_only`, a
+    business already here (by name) is left as it is, whatever the list
+    says: what an operator changed in admin stands.
     """
     result = ImportResult()
     for item in [_validated(r) for r in records]:
         business, created = Business.objects.get_or_create(
             name=item["name"], defaults=item["fields"]
         )
+        if create_only and not created:
+            result.unchanged += 1
+            continue
         changed = False
         if not created:
             for field, value in item["fields"].items():

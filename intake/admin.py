@@ -37,6 +37,11 @@ AIRTABLE_SOURCE_FIELDS = (
 class InboundEmailAdmin(admin.ModelAdmin):
     """Every support email as it arrived; rejected ones wait here for an agent."""
 
+    def has_add_permission(self, request) -> bool:
+        # Mail arrives through the inbound webhook or `ingest_email`, which
+        # parse and date it; a hand-made row would be neither.
+        return False
+
     list_display = [
         "received_at",
         "from_address",

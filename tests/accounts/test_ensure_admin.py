@@ -83,3 +83,9 @@ def test_it_refuses_to_run_outside_development(settings):
 
     with pytest.raises(CommandError, match="local development"):
         call_command("ensure_admin")
+
+
+def test_the_login_line_names_where_the_site_is_served(var_dir, settings, capsys):
+    settings.PUBLIC_BASE_URL = "http://127.0.0.1:18601"
+
+    assert "Admin: http://127.0.0.1:18601/admin/" in _run(capsys)

@@ -55,3 +55,27 @@ def test_bad_record_is_refused_with_its_name_and_nothing_is_written(tmp_path):
     with pytest.raises(CommandError, match="Nowhere Ltd"):
         call_command("import_businesses", str(bad))
     assert not Business.objects.exists()
+
+
+@pytest.mark.django_db
+def test_create_only_keeps_what_admin_changed_on_existing_businesses(capsys):
+    """`make run` imports the demo list on every start: an operator's fixes
+    in admin (a new line, another on-call contact, the Airtable base) must
+    survive it."""
+    call_command("import_businesses", CUSTOMERS)
+    harbor = Business.objects.get(name="Harbor Plumbing & Heating")
+    harbor.airtable_base_id = "appHARBOR00000000"
+    harbor.save(update_fields=["airtable_base_id"])
+    PhoneLine.objects.create(business=harbor, number="+19995550100")
+    OnCallContact.objects.create(business=harbor, name="Backup", phone="+1617555")
+    Business.objects.filter(name="Lakeshore HVAC").delete()
+    capsys.readouterr()
+
+    call_command("import_businesses", CUSTOMERS, "--create-only")
+
+    assert "1 created, 0 updated, 5 unchanged" in capsys.readouterr().out
+    harbor.refresh_from_db()
+    assert harbor.airtable_base_id == "appHARBOR00000000"
+    assert harbor.phone_lines.filter(number="+19995550100").exists()
+    assert harbor.on_call_contacts.count() == 2
+    assert Business.objects.get(name="Lakeshore HVAC").phone_lines.exists()

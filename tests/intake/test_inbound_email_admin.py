@@ -149,3 +149,17 @@ def test_saving_the_page_keeps_the_raw_message(admin_client):
     email.refresh_from_db()
     assert email.status == InboundEmail.Status.REJECTED
     assert bytes(email.raw) == raw
+
+
+@pytest.mark.django_db
+def test_inbound_email_cannot_be_added_by_hand(admin_client):
+    """Hand-made rows had no arrival time: the add form gave a 500."""
+    response = admin_client.post(
+        "/admin/intake/inboundemail/add/", {"status": "pending", "reason": "x"}
+    )
+
+    assert response.status_code == 403
+    assert (
+        "inboundemail/add/"
+        not in admin_client.get("/admin/intake/inboundemail/").content.decode()
+    )

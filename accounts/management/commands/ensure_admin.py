@@ -35,10 +35,15 @@ class Command(BaseCommand):
             shown = "(unchanged; " + SET_IT.format(username=username) + ")"
         self.stdout.write(
             self.style.SUCCESS(
-                "Admin: http://127.0.0.1:8000/admin/  "
+                f"Admin: {_site()}/admin/  "
                 f"user: {username}  password: {shown}"
             )
         )
+
+
+def _site() -> str:
+    # Where `make run` serves (WEB_HOST/WEB_PORT move it), not a fixed port.
+    return (settings.PUBLIC_BASE_URL or "http://127.0.0.1:8000").rstrip("/")
 
 
 def _write_private(path: Path, text: str) -> None:

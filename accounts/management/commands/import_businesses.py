@@ -10,8 +10,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="path to the JSON customer list")
+        parser.add_argument(
+            "--create-only",
+            action="store_true",
+            help="only add businesses not here yet; leave existing ones as they "
+            "are (what `make run` does, so changes made in admin stand)",
+        )
 
-    def handle(self, *args, file, **options):
+    def handle(self, *args, file, create_only=False, **options):
         try:
             with open(file, encoding="utf-8") as fh:
                 records = json.load(fh)
@@ -20,7 +26,7 @@ class Command(BaseCommand):
         if not isinstance(records, list):
             raise CommandError(f"{file}: expected a JSON list of businesses")
         try:
-            result = business_import(records=records)
+            result = business_import(records=records, create_only=create_only)
         except BusinessImportError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(
