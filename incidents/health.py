@@ -20,7 +20,8 @@ resolves an incident: it writes an internal note once when the check
 recovers, and a human resolves.
 
 `heartbeat_record` keeps the last-seen times of beat and worker
-(`notifications.models.Heartbeat`), written by the heartbeat task.
+(`notifications.models.Heartbeat`), written by the heartbeat task;
+`heartbeat_beat_record` is beat recording itself as it sends that task.
 """
 
 import datetime as dt
@@ -99,7 +100,12 @@ PAGE_TEXT = "afterhours P0 incident #{id} opened by the health check: {answer}"
 
 @dataclass(frozen=True)
 class HealthAnswer:
-    """One runbook question answered: status, one line, the figures."""
+    """One runbook question answered: status, one line, the figures.
+
+    The answer is public (/healthz shows it without login): counts, ages and
+    process names only, never provider error text, hosts or ids. Detail for
+    staff goes in the figures.
+    """
 
     name: str
     question: str
@@ -345,16 +351,22 @@ def check_airtable(*, now: dt.datetime | None = None) -> HealthAnswer:
 
     Fails when a call has waited HEALTH_AIRTABLE_STALE_MINUTES since its
     last change without reaching Airtable; warns while pushes fail and are
-    retried.
+    retried. A call with nowhere to go (no business owns its number, or its
+    business has no base) is never written nor retried, so it is counted
+    apart and does not fail the check; check 1 warns about the unowned
+    numbers. The provider's last error is a figure for staff, never in the
+    answer, which /healthz shows to anyone.
     """
     now = now or timezone.now()
     stale = dt.timedelta(minutes=settings.HEALTH_AIRTABLE_STALE_MINUTES)
-    failed_state = Q(airtable_state=Call.SyncState.FAILED)
+    writable = Q(business__isnull=False) & ~Q(business__airtable_base_id="")
+    failed_state = writable & Q(airtable_state=Call.SyncState.FAILED)
     owed = Call.objects.filter(airtable_state__in=AIRTABLE_OWED)
     figures_row = owed.aggregate(
         failed=Count("id", filter=failed_state),
-        waiting=Count("id", filter=Q(updated_at__lte=now - stale)),
-        oldest=Min("updated_at"),
+        waiting=Count("id", filter=writable & Q(updated_at__lte=now - stale)),
+        oldest=Min("updated_at", filter=writable),
+        nowhere=Count("id", filter=~writable),
     )
     last_error = (
         owed.filter(failed_state)
@@ -368,37 +380,45 @@ def check_airtable(*, now: dt.datetime | None = None) -> HealthAnswer:
     figures = {
         "calls_not_in_airtable": figures_row["waiting"],
         "calls_retrying": figures_row["failed"],
+        "calls_without_airtable_base": figures_row["nowhere"],
         "oldest_waiting_minutes": _minutes(oldest_age),
         "stale_after_minutes": settings.HEALTH_AIRTABLE_STALE_MINUTES,
         "last_error": error,
     }
-    said_error = f" Last error: {error}" if error else ""
+    nowhere = (
+        f" {figures_row['nowhere']} calls have no Airtable base to go to."
+        if figures_row["nowhere"]
+        else ""
+    )
     if figures_row["waiting"]:
         status = FAIL
         answer = (
             f"Failing: {figures_row['waiting']} calls not in Airtable after "
-            f"{_minutes(stale)} min (oldest {_minutes(oldest_age)} min).{said_error}"
+            f"{_minutes(stale)} min (oldest {_minutes(oldest_age)} min)."
         )
     elif figures_row["failed"]:
         status = WARN
         answer = (
             f"Retrying: {figures_row['failed']} calls failed to reach Airtable "
-            f"and wait for a retry.{said_error}"
+            "and wait for a retry."
         )
     elif not settings.AIRTABLE_API_KEY:
         status, answer = OK, "Not configured here: calls are kept in our database."
     else:
         status, answer = OK, "Writing: every call is in Airtable or on its way."
     return HealthAnswer(
-        "airtable", "Is Airtable write failing?", status, answer, figures
+        "airtable", "Is Airtable write failing?", status, answer + nowhere, figures
     )
 
 
 def check_scheduler(*, now: dt.datetime | None = None) -> HealthAnswer:
     """5. Is the retry scheduler alive?
 
-    Beat and a worker each prove it through the heartbeat task (every 30 s);
-    older than HEALTH_HEARTBEAT_STALE_SECONDS fails. Retries due for
+    Beat and a worker each prove it through the heartbeat task (every 30 s):
+    beat records itself when it sends it, a worker when it runs it; older
+    than HEALTH_HEARTBEAT_STALE_SECONDS fails, naming only the silent one.
+    With beat silent no heartbeat reaches the worker either, so a worker
+    that ran the last heartbeat beat sent is called idle, not down. Retries due for
     RETRY_OVERDUE and not taken warn: the sweep runs but cannot keep up.
     """
     now = now or timezone.now()
@@ -430,13 +450,29 @@ def check_scheduler(*, now: dt.datetime | None = None) -> HealthAnswer:
             return f"{name} never seen"
         return f"{name} seen {_age_text(age)} ago"
 
+    def silent_for(name: str) -> str:
+        age = ages[name]
+        return "never seen" if age is None else f"silent for {_age_text(age)}"
+
     both = f"{said(BEAT)}, {said(WORKER)}"
-    if down:
+    not_sent = "; retries are not being sent."
+    if down == [WORKER]:
         status = FAIL
         answer = (
-            f"Down: {' and '.join(down)} silent for more than "
-            f"{_age_text(stale)} ({both}); retries are not being sent."
+            f"Down: worker {silent_for(WORKER)}; beat is running "
+            f"({said(BEAT)}){not_sent}"
         )
+    elif down == [BEAT] or (BEAT in down and _worker_idle(seen)):
+        # Only beat sends the heartbeat: a worker that ran the last one beat
+        # sent has simply had nothing since.
+        status = FAIL
+        answer = (
+            f"Down: beat {silent_for(BEAT)}; worker idle and running (ran the "
+            f"last heartbeat beat sent, {said(WORKER)}){not_sent}"
+        )
+    elif down:
+        status = FAIL
+        answer = f"Down: beat and worker silent ({both}){not_sent}"
     elif overdue:
         status = WARN
         answer = (
@@ -448,6 +484,18 @@ def check_scheduler(*, now: dt.datetime | None = None) -> HealthAnswer:
     return HealthAnswer(
         "scheduler", "Is the retry scheduler alive?", status, answer, figures
     )
+
+
+# Beat stamps its time before the worker's; a worker a little behind it by
+# the clocks of two hosts still ran that heartbeat.
+CLOCK_SKEW = dt.timedelta(seconds=5)
+
+
+def _worker_idle(seen: dict[str, dt.datetime]) -> bool:
+    worker, beat = seen.get(WORKER), seen.get(BEAT)
+    if worker is None:
+        return False
+    return beat is None or worker >= beat - CLOCK_SKEW
 
 
 CHECKS = (
@@ -565,6 +613,20 @@ def heartbeat_record(
         Heartbeat.objects.filter(pk=row.pk, last_seen__lt=beat_sent_at).update(
             last_seen=beat_sent_at
         )
+
+
+def heartbeat_beat_record(*, now: dt.datetime | None = None) -> None:
+    """Record, from the beat process, that beat is sending the heartbeat now.
+
+    Beat proves itself without a worker, so a stopped worker does not make
+    beat look dead. Never moves back. Two statements on one indexed row.
+    """
+    now = now or timezone.now()
+    row, created = Heartbeat.objects.get_or_create(
+        name=BEAT, defaults={"last_seen": now}
+    )
+    if not created:
+        Heartbeat.objects.filter(pk=row.pk, last_seen__lt=now).update(last_seen=now)
 
 
 # --- The sweep ---------------------------------------------------------------

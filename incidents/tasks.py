@@ -6,7 +6,12 @@ import logging
 
 from celery import shared_task
 from celery.signals import beat_embedded_init, beat_init, before_task_publish
-from django.db import InterfaceError, OperationalError
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+)
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
@@ -52,9 +57,10 @@ def ticket_cluster_join(ticket_id: int, incident_id: int) -> None:
 
 # --- Health ------------------------------------------------------------------
 
-# The heartbeat message carries the moment beat sent it in this header (set
-# by `_stamp_heartbeat` in the beat process only), so the worker that runs
-# it can record both: beat by that moment, itself by now.
+# Beat records itself as it sends the heartbeat (`_stamp_heartbeat`, beat
+# process only), so a stopped worker does not make beat look dead. The
+# message also carries that moment in this header, so the worker that runs
+# it records beat too (never backwards) should beat's own write have failed.
 BEAT_SENT_AT_HEADER = "afterhours_beat_sent_at"
 HEARTBEAT_TASK = "incidents.tasks.heartbeat"
 _in_beat = False
@@ -69,9 +75,22 @@ def _mark_beat(**kwargs) -> None:
 
 @before_task_publish.connect
 def _stamp_heartbeat(sender=None, headers=None, **kwargs) -> None:
-    """In beat, stamp each heartbeat with the moment it is sent."""
-    if sender == HEARTBEAT_TASK and _in_beat and headers is not None:
-        headers[BEAT_SENT_AT_HEADER] = timezone.now().isoformat()
+    """In beat, record beat alive and stamp each heartbeat with the moment
+    it is sent. Beat has the database (django_celery_beat); a failed write
+    is logged and the heartbeat still goes out."""
+    if sender != HEARTBEAT_TASK or not _in_beat:
+        return
+    from .health import heartbeat_beat_record
+
+    now = timezone.now()
+    if headers is not None:
+        headers[BEAT_SENT_AT_HEADER] = now.isoformat()
+    try:
+        heartbeat_beat_record(now=now)
+    except DatabaseError:
+        logger.warning("heartbeat: beat could not record itself", exc_info=True)
+        # A broken connection is dropped, not kept for beat's next query.
+        close_old_connections()
 
 
 @shared_task(bind=True, ignore_result=True)

@@ -265,6 +265,8 @@ def test_airtable_ok_when_calls_are_synced(harbor):
 
 def test_airtable_call_waiting_fails_and_failures_warn_masked(harbor):
     now = timezone.now()
+    harbor.airtable_base_id = "appHARBOR00000000"
+    harbor.save(update_fields=["airtable_base_id"])
     failing = CallFactory(business=harbor)
     call_changed_at(
         failing,
@@ -276,8 +278,10 @@ def test_airtable_call_waiting_fails_and_failures_warn_masked(harbor):
     retrying = health.check_airtable(now=now)
     assert retrying.status == health.WARN
     assert "+16175550199" not in retrying.answer
-    assert "***0199" in retrying.answer
-    assert "617" not in retrying.answer
+    # The error is staff detail (a figure), never the public answer.
+    assert "Caller" not in retrying.answer
+    assert "***0199" in retrying.figures["last_error"]
+    assert "617" not in retrying.figures["last_error"]
 
     waiting = CallFactory(business=harbor)
     call_changed_at(waiting, now - 11 * M)
@@ -286,6 +290,30 @@ def test_airtable_call_waiting_fails_and_failures_warn_masked(harbor):
     assert answer.status == health.FAIL
     assert answer.figures["calls_not_in_airtable"] == 1
     assert answer.figures["calls_retrying"] == 1
+
+
+def test_calls_with_nowhere_to_go_in_airtable_do_not_fail_it(harbor, settings):
+    """A call no business owns, or whose business has no base, is never
+    written and never retried: it must not hold the check failing."""
+    settings.AIRTABLE_API_KEY = "keyTEST"
+    now = timezone.now()
+    unrouted = CallFactory(business=None)
+    call_changed_at(unrouted, now - 60 * M)
+    no_base = CallFactory(business=BusinessFactory(airtable_base_id=""))
+    call_changed_at(no_base, now - 60 * M)
+
+    answer = health.check_airtable(now=now)
+
+    assert answer.status == health.OK
+    assert answer.figures["calls_not_in_airtable"] == 0
+    assert answer.figures["calls_without_airtable_base"] == 2
+    assert "2 calls have no Airtable base to go to" in answer.answer
+
+    harbor.airtable_base_id = "appHARBOR00000000"
+    harbor.save(update_fields=["airtable_base_id"])
+    waiting = CallFactory(business=harbor)
+    call_changed_at(waiting, now - 11 * M)
+    assert health.check_airtable(now=now).status == health.FAIL
 
 
 # --- 5. Retry scheduler -------------------------------------------------------
@@ -310,6 +338,40 @@ def test_scheduler_alive_then_stale_beat_fails(db):
 
     assert answer.status == health.FAIL
     assert answer.answer.startswith("Down: beat silent")
+    assert "worker idle and running" in answer.answer
+
+
+def test_a_stopped_worker_is_named_alone_while_beat_runs(db):
+    """Beat records itself when it sends; only the worker is silent."""
+    now = timezone.now()
+    health.heartbeat_record(beat_sent_at=now, now=now)
+    later = now + dt.timedelta(minutes=3)
+    health.heartbeat_beat_record(now=later)  # beat sends; nobody runs it
+
+    answer = health.check_scheduler(now=later)
+
+    assert answer.status == health.FAIL
+    assert answer.answer.startswith("Down: worker silent for 3 min; beat is running")
+    assert "beat silent" not in answer.answer
+
+
+def test_beat_and_worker_both_silent_are_both_named(db):
+    now = timezone.now()
+    health.heartbeat_beat_record(now=now)  # beat sent one no worker ran
+    later = now + dt.timedelta(minutes=3)
+
+    answer = health.check_scheduler(now=later)
+
+    assert answer.status == health.FAIL
+    assert answer.answer.startswith("Down: beat and worker silent")
+
+
+def test_beat_record_never_moves_back(db):
+    now = timezone.now()
+    health.heartbeat_beat_record(now=now)
+    health.heartbeat_beat_record(now=now - M)
+
+    assert Heartbeat.objects.get(name="beat").last_seen == now
 
 
 def test_beat_heartbeat_never_moves_back(db):

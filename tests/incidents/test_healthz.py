@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import logging
 import time
 
 import pytest
@@ -11,10 +12,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from incidents import health, tasks
+from intake.models import Call
 from notifications.models import Heartbeat
-from tests.factories import CallFactory, UserFactory
+from tests.factories import BusinessFactory, CallFactory, UserFactory
 
-from .health_rows import owed, voice_callback
+from .health_rows import call_changed_at, owed, voice_callback
 
 M = dt.timedelta(minutes=1)
 QUESTIONS = [
@@ -73,6 +75,54 @@ def test_healthz_503_when_beat_is_silent(client):
     assert response.json()["checks"][4]["status"] == "fail"
 
 
+AIRTABLE_ERROR = (
+    "ConnectionError: HTTPConnectionPool(host='127.0.0.1', port=18699): Max "
+    "retries exceeded with url: /v0/appHARBOR00000000/Calls"
+)
+
+
+@pytest.mark.django_db
+def test_healthz_shows_no_provider_error_but_the_staff_page_does(client, alive):
+    call = CallFactory(business=BusinessFactory(airtable_base_id="appHARBOR00000000"))
+    call_changed_at(
+        call,
+        timezone.now() - 20 * M,
+        airtable_state=Call.SyncState.FAILED,
+        airtable_last_error=AIRTABLE_ERROR,
+    )
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["checks"][3]["status"] == "fail"
+    text = response.content.decode()
+    for internal in ("Last error", "ConnectionError", "127.0.0.1", "18699", "appHAR"):
+        assert internal not in text
+
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    page = client.get(reverse("admin-health")).content.decode()
+    assert "ConnectionError" in page
+
+
+@pytest.mark.django_db
+def test_healthz_answers_405_to_a_post(client, alive):
+    csrf_client = type(client)(enforce_csrf_checks=True)
+
+    assert csrf_client.post("/healthz").status_code == 405
+    assert csrf_client.head("/healthz").status_code == 200
+
+
+@pytest.mark.django_db
+def test_healthz_503_logs_one_warning_and_no_error(client, caplog):
+    with caplog.at_level(logging.INFO):
+        assert client.get("/healthz").status_code == 503
+
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "/healthz" in warning.getMessage()
+    assert "scheduler" in warning.getMessage()
+
+
 @pytest.mark.django_db
 def test_healthz_query_count_is_constant(client, alive, businesses):
     def queries() -> int:
@@ -113,6 +163,30 @@ def test_health_page_is_staff_only_and_in_runbook_order(client, alive):
 
 
 # --- The heartbeat task -------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_beat_records_itself_when_it_sends_the_heartbeat(monkeypatch):
+    """Beat's own row does not wait for a worker: a stopped worker leaves
+    beat seen."""
+    monkeypatch.setattr(tasks, "_in_beat", True)
+    before = timezone.now()
+
+    headers = {}
+    tasks._stamp_heartbeat(sender=tasks.HEARTBEAT_TASK, headers=headers)
+    tasks._stamp_heartbeat(sender="incidents.tasks.health_check_sweep", headers={})
+
+    seen = dict(Heartbeat.objects.values_list("name", "last_seen"))
+    assert list(seen) == ["beat"]
+    assert before <= seen["beat"] <= timezone.now()
+    assert tasks.BEAT_SENT_AT_HEADER in headers
+
+
+@pytest.mark.django_db
+def test_no_beat_record_outside_beat():
+    tasks._stamp_heartbeat(sender=tasks.HEARTBEAT_TASK, headers={})
+
+    assert not Heartbeat.objects.exists()
 
 
 @pytest.mark.django_db
