@@ -35,8 +35,7 @@ class Command(BaseCommand):
             shown = "(unchanged; " + SET_IT.format(username=username) + ")"
         self.stdout.write(
             self.style.SUCCESS(
-                f"Admin: {_site()}/admin/  "
-                f"user: {username}  password: {shown}"
+                f"Admin: {_site()}/admin/  user: {username}  password: {shown}"
             )
         )
 
