@@ -58,9 +58,13 @@ class SignInAttempt:
 
 def sign_in_attempt(*, request: HttpRequest | None, username: str) -> SignInAttempt:
     name = username.strip().casefold()
+    key = salted_hmac(_HASH_SALT, name).hexdigest()[:32]
+    # A login that is not an address still gets a first letter, and the
+    # key's start lets an operator tie one login's attempts together.
+    shown = mask_email(name) if "@" in name else f"{name[:1]}***"
     return SignInAttempt(
-        login_key=salted_hmac(_HASH_SALT, name).hexdigest()[:32],
-        login_masked=mask_email(name),
+        login_key=key,
+        login_masked=f"{shown} #{key[:8]}",
         client_address=client_address(request) if request is not None else "unknown",
     )
 

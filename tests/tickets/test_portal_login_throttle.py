@@ -319,3 +319,17 @@ def test_admin_sign_in_of_a_non_staff_login_with_its_password_is_no_failure(clie
         assert response.status_code == 200
 
     assert sign_in(client, dana.username, "pw").status_code == 302
+
+
+def test_a_login_that_is_not_an_address_is_still_told_apart_in_the_log():
+    from accounts.sign_in_throttle import sign_in_attempt
+
+    dana = sign_in_attempt(request=None, username="dana.h")
+    other = sign_in_attempt(request=None, username="dmitri")
+
+    assert dana.login_masked.startswith("d*** #")
+    assert "dana" not in dana.login_masked
+    assert dana.login_masked != other.login_masked
+    assert sign_in_attempt(request=None, username=" Dana.H ").login_masked == (
+        dana.login_masked
+    )
