@@ -1,7 +1,7 @@
 """Writes on the outbox. Sending itself lives in `notifications.delivery`."""
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -13,6 +13,9 @@ from .models import Notification
 from .providers.twilio_sms import sms_address
 
 logger = logging.getLogger(__name__)
+
+# One alert of a topic per channel in any hour.
+OPS_ALERT_QUIET = timedelta(hours=1)
 
 Channel = Notification.Channel
 State = Notification.State
@@ -113,7 +116,7 @@ def notification_rewrite(
 def ops_alert_owe(
     *, topic: str, subject: str, body: str, now: datetime | None = None
 ) -> list[Notification]:
-    """Tell operations (support on-call) by email and SMS, once an hour a topic.
+    """Tell operations (support on-call) by email and SMS, once in any hour a topic.
 
     Call inside the transaction that records the cause. A fault that hits
     many messages at once (carrier filtering on one sender) makes one alert
@@ -121,7 +124,6 @@ def ops_alert_owe(
     and SUPPORT_ONCALL_PHONE the alert is only logged, as an error.
     """
     now = now or timezone.now()
-    hour = now.astimezone(UTC).strftime("%Y%m%dT%H")
     owed = []
     targets = (
         (Channel.EMAIL, settings.SUPPORT_ONCALL_EMAIL),
@@ -129,6 +131,17 @@ def ops_alert_owe(
     )
     for channel, recipient in targets:
         if not recipient:
+            continue
+        # The key ends in the moment (UTC, sortable as text), so "one in the
+        # last hour" is a range of keys: a rolling hour, not a clock hour.
+        # Limitation: two workers alerting one topic in the same instant can
+        # both find none and owe two.
+        prefix = f"ops_alert:{topic}:{channel}:"
+        stamp = f"{prefix}{_sortable(now)}"
+        if Notification.objects.filter(
+            dedupe_key__gt=f"{prefix}{_sortable(now - OPS_ALERT_QUIET)}",
+            dedupe_key__lte=stamp,
+        ).exists():
             continue
         notification, created = notification_enqueue(
             channel=channel,
@@ -139,7 +152,7 @@ def ops_alert_owe(
             headers={"Auto-Submitted": "auto-generated"}
             if channel == Channel.EMAIL
             else None,
-            dedupe_key=f"ops_alert:{topic}:{hour}:{channel}",
+            dedupe_key=stamp,
         )
         if created:
             owed.append(notification)
@@ -161,6 +174,10 @@ def ops_alert_owe(
             subject,
         )
     return owed
+
+
+def _sortable(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%f")
 
 
 def _send_on_commit(notification_id: int) -> None:

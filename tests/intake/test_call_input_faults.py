@@ -191,3 +191,21 @@ def test_a_business_with_nobody_on_call_alerts_operations(businesses, support_on
     alert = Notification.objects.get(reason="ops_alert", channel="email")
     assert harbor.name in alert.subject
     assert "nobody on call" in alert.body
+
+
+@pytest.mark.django_db
+def test_operations_hear_of_one_topic_once_in_any_hour_not_per_clock_hour(
+    support_on_call,
+):
+    """Two alerts seconds apart either side of 22:00 were both sent."""
+    from notifications.services import ops_alert_owe
+
+    late = datetime(2026, 12, 4, 21, 59, 59, tzinfo=UTC)
+
+    def alert(now):
+        return ops_alert_owe(topic="unrouted:test", subject="s", body="b", now=now)
+
+    assert len(alert(late)) == 2
+    assert alert(late + timedelta(seconds=2)) == []
+    assert alert(late + timedelta(minutes=59)) == []
+    assert len(alert(late + timedelta(minutes=61))) == 2
