@@ -31,6 +31,7 @@ from notifications.services import (
 
 from .airtable import call_airtable_changed
 from .inbox import (
+    webhook_event_alert,
     webhook_event_attempt_begin,
     webhook_event_insert,
     webhook_events_stuck_ids,
@@ -207,6 +208,7 @@ def call_event_record(*, webhook_event_id: int) -> Call | None:
                 event.event_id,
                 exc,
             )
+            webhook_event_alert(event=event, what="unreadable")
             return None
 
         result = call_upsert_from_status(event=parsed)

@@ -4,8 +4,12 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
+from django.urls import reverse
 from django.utils import timezone
+
+from afterhours.privacy import mask_text
 
 from .models import WebhookEvent
 
@@ -84,6 +88,31 @@ def storable(value: Any) -> Any:
     return value
 
 
+def webhook_event_alert(*, event: WebhookEvent, what: str) -> None:
+    """Tell operations of an event set aside unprocessed; once an hour a kind.
+
+    Call inside the transaction that set it aside. What it described (a
+    call's status, a delivery report) may be missing or out of date until
+    somebody looks at it in admin.
+    """
+    from notifications.services import ops_alert_owe
+
+    path = reverse("admin:intake_webhookevent_change", args=[event.pk])
+    ops_alert_owe(
+        topic=f"webhook-set-aside:{event.provider}:{event.kind}",
+        subject=f"A {event.provider} {event.kind} webhook was set aside ({what})",
+        body=(
+            f"Webhook event {event.event_id} ({event.provider} {event.kind}, "
+            f"inbox id {event.pk}) was set aside unprocessed: {what}: "
+            f"{mask_text(event.last_error)}. What it describes may be missing "
+            f"or out of date here. It is kept whole in admin: "
+            f"{settings.PUBLIC_BASE_URL.rstrip('/')}{path} . Further events of "
+            "this kind set aside within the hour are not alerted again; the "
+            "webhook event list, filtered on failed, shows them all."
+        ),
+    )
+
+
 def webhook_events_stuck_ids(
     *,
     provider: str,
@@ -135,6 +164,7 @@ def webhook_event_attempt_begin(*, webhook_event_id: int, max_attempts: int) -> 
                 event.pk,
                 event.attempts,
             )
+            webhook_event_alert(event=event, what="gave up")
             return False
         event.attempts += 1
         event.save(update_fields=["attempts"])

@@ -209,3 +209,41 @@ def test_operations_hear_of_one_topic_once_in_any_hour_not_per_clock_hour(
     assert alert(late + timedelta(seconds=2)) == []
     assert alert(late + timedelta(minutes=59)) == []
     assert len(alert(late + timedelta(minutes=61))) == 2
+
+
+@pytest.mark.django_db
+def test_a_callback_we_cannot_read_is_kept_and_operations_hear_of_it(
+    businesses, support_on_call
+):
+    """Its call may be missing or stale: somebody must look at it."""
+    event, _ = call_status_event_store(payload=case("completed", CallStatus="x"))
+
+    call_event_record(webhook_event_id=event.pk)
+
+    event.refresh_from_db()
+    assert event.status == WebhookEvent.Status.FAILED
+    alert = Notification.objects.get(reason="ops_alert", channel="email")
+    assert f"/admin/intake/webhookevent/{event.pk}/" in alert.body
+    assert "+16175550199" not in alert.subject
+
+
+@pytest.mark.django_db
+def test_an_event_given_up_after_its_attempts_is_told_to_operations(
+    businesses, support_on_call, monkeypatch
+):
+    from intake import calls
+
+    def broken(**kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(calls, "call_upsert_from_status", broken)
+    event, _ = call_status_event_store(payload=case("completed"))
+    for _ in range(calls.MAX_EVENT_ATTEMPTS):
+        with pytest.raises(RuntimeError):
+            call_event_record(webhook_event_id=event.pk)
+
+    assert call_event_record(webhook_event_id=event.pk) is None
+
+    alert = Notification.objects.get(reason="ops_alert", channel="email")
+    assert "gave up" in alert.body
+    assert f"/admin/intake/webhookevent/{event.pk}/" in alert.body
