@@ -1447,7 +1447,8 @@ _NEGATED_BEFORE_RE = re.compile(
 )
 _SAFETY_RE = re.compile(
     r"\b(?:gas\s+(?:smell|leak|odou?r)s?|smell(?:s|ed|ing)?\s+(?:of\s+)?gas"
-    r"|carbon\s+monoxide|co\s+(?:alarm|detector)|fire(?!\s+off)|smoke|flood(?:ed|ing|s)?"
+    r"|carbon\s+monoxide|co\s+(?:alarm|detector)|fire(?!\s+off)|smoke"
+    r"|flood(?:ed|ing|s)?"
     r"(?!\s+with)|burst\s+pipes?|sewage|sparking|electrical\s+burning"
     r"|medical\s+emergency|chest\s+pain|not\s+breathing|unconscious|bleeding"
     r"|overdose|seizure|injur(?:y|ed|ies)|suicid\w*|break-?in|intruder"
@@ -1519,7 +1520,8 @@ _NOTIFY_FAIL_RES = [
     ),
     # "Summaries are missing the dashes" lacks something; it is not missing.
     re.compile(
-        rf"\b{_NOTIFY_NOUN}\s+(?:\w+\s+){{0,3}}?(?:(?:are|is|were|was|have|has|keep)\s+)?"
+        rf"\b{_NOTIFY_NOUN}\s+(?:\w+\s+){{0,3}}?"
+        r"(?:(?:are|is|were|was|have|has|keep)\s+)?"
         r"(?:fail\w*|stopped|missing(?!\s+(?:the|a|an|their|its|his|her|some|any|all"
         r"|our|your)\b)|bounc\w*|undeliver\w*|blocked|(?:land\w*|go(?:es|ing)?"
         r"|end(?:s|ing)?\s+up)\s+in\s+(?:the\s+|our\s+|my\s+)?(?:spam|junk))\b",
@@ -1553,7 +1555,8 @@ _CHANNEL_WORKS_RE = re.compile(
     r"(?:coming\s+(?:through|in)|arriv(?:e|es|ed|ing)|work(?:s|ed|ing)|fine|ok(?:ay)?"
     r"|go(?:es|ing)\s+out|went\s+out|getting\s+through|got\s+through|reached"
     r"|com(?:e|es)\s+(?:through|in)|came\s+(?:through|in)"
-    r"|received|deliver(?:ed|ing)|on\s+time|still\s+(?:do|does|did)(?=\s*(?:[.;,!)]|$)))"
+    r"|received|deliver(?:ed|ing)|on\s+time"
+    r"|still\s+(?:do|does|did)(?=\s*(?:[.;,!)]|$)))"
     r"\b"
     rf"|\bworking\s+off\s+(?:of\s+)?(?:the\s+)?(?P<noun2>{_CHANNEL})\b",
     re.I,

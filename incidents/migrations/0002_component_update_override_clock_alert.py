@@ -6,59 +6,107 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('incidents', '0001_initial'),
-        ('notifications', '0001_initial'),
+        ("accounts", "0001_initial"),
+        ("incidents", "0001_initial"),
+        ("notifications", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='IncidentClockAlert',
+            name="IncidentClockAlert",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('reminder', 'reminder before the update is due'), ('escalation', 'escalation: the update is late')], max_length=16)),
-                ('due_at', models.DateTimeField()),
-                ('detail', models.CharField(blank=True, max_length=200)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("reminder", "reminder before the update is due"),
+                            ("escalation", "escalation: the update is late"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("due_at", models.DateTimeField()),
+                ("detail", models.CharField(blank=True, max_length=200)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.AddField(
-            model_name='incident',
-            name='component',
-            field=models.CharField(blank=True, choices=[('call_intake', 'call intake'), ('sms', 'SMS notifications'), ('email', 'email notifications'), ('airtable', 'Airtable writes'), ('summaries', 'call summaries'), ('portal', 'customer portal')], db_index=True, max_length=32),
+            model_name="incident",
+            name="component",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("call_intake", "call intake"),
+                    ("sms", "SMS notifications"),
+                    ("email", "email notifications"),
+                    ("airtable", "Airtable writes"),
+                    ("summaries", "call summaries"),
+                    ("portal", "customer portal"),
+                ],
+                db_index=True,
+                max_length=32,
+            ),
         ),
         migrations.AddField(
-            model_name='incidentupdate',
-            name='guardrail_findings',
+            model_name="incidentupdate",
+            name="guardrail_findings",
             field=models.JSONField(blank=True, default=list),
         ),
         migrations.AddField(
-            model_name='incidentupdate',
-            name='override_reason',
+            model_name="incidentupdate",
+            name="override_reason",
             field=models.TextField(blank=True),
         ),
         migrations.AddConstraint(
-            model_name='incident',
-            constraint=models.UniqueConstraint(condition=models.Q(models.Q(('status', 'resolved'), _negated=True), models.Q(('component', ''), _negated=True)), fields=('component',), name='incident_one_open_per_component'),
+            model_name="incident",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(
+                    models.Q(("status", "resolved"), _negated=True),
+                    models.Q(("component", ""), _negated=True),
+                ),
+                fields=("component",),
+                name="incident_one_open_per_component",
+            ),
         ),
         migrations.AddField(
-            model_name='incidentclockalert',
-            name='incident',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='clock_alerts', to='incidents.incident'),
+            model_name="incidentclockalert",
+            name="incident",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="clock_alerts",
+                to="incidents.incident",
+            ),
         ),
         migrations.AddField(
-            model_name='incidentclockalert',
-            name='notification',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='notifications.notification'),
+            model_name="incidentclockalert",
+            name="notification",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="notifications.notification",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='incidentclockalert',
-            constraint=models.UniqueConstraint(fields=('incident', 'kind', 'due_at'), name='incident_clock_alert_once_per_due_time'),
+            model_name="incidentclockalert",
+            constraint=models.UniqueConstraint(
+                fields=("incident", "kind", "due_at"),
+                name="incident_clock_alert_once_per_due_time",
+            ),
         ),
     ]

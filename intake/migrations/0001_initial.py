@@ -5,75 +5,170 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='InboundEmail',
+            name="InboundEmail",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('message_id', models.CharField(max_length=998, unique=True)),
-                ('esp', models.CharField(blank=True, max_length=40)),
-                ('raw', models.BinaryField()),
-                ('from_address', models.CharField(blank=True, max_length=320)),
-                ('subject', models.CharField(blank=True, max_length=998)),
-                ('received_at', models.DateTimeField(db_index=True)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('processed', 'Processed'), ('ignored', 'ignored (automatic mail)'), ('rejected', 'set aside for an agent')], db_index=True, default='pending', max_length=16)),
-                ('reason', models.TextField(blank=True)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("message_id", models.CharField(max_length=998, unique=True)),
+                ("esp", models.CharField(blank=True, max_length=40)),
+                ("raw", models.BinaryField()),
+                ("from_address", models.CharField(blank=True, max_length=320)),
+                ("subject", models.CharField(blank=True, max_length=998)),
+                ("received_at", models.DateTimeField(db_index=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("processed", "Processed"),
+                            ("ignored", "ignored (automatic mail)"),
+                            ("rejected", "set aside for an agent"),
+                        ],
+                        db_index=True,
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("reason", models.TextField(blank=True)),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-received_at'],
+                "ordering": ["-received_at"],
             },
         ),
         migrations.CreateModel(
-            name='WebhookEvent',
+            name="WebhookEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(max_length=40)),
-                ('kind', models.CharField(help_text='voice_status, sms_status, ...', max_length=40)),
-                ('event_id', models.CharField(max_length=200)),
-                ('payload', models.JSONField()),
-                ('received_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('processed', 'Processed'), ('ignored', 'ignored (stale or duplicate)'), ('failed', 'Failed')], db_index=True, default='pending', max_length=16)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('last_error', models.TextField(blank=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("provider", models.CharField(max_length=40)),
+                (
+                    "kind",
+                    models.CharField(
+                        help_text="voice_status, sms_status, ...", max_length=40
+                    ),
+                ),
+                ("event_id", models.CharField(max_length=200)),
+                ("payload", models.JSONField()),
+                ("received_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("processed", "Processed"),
+                            ("ignored", "ignored (stale or duplicate)"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("last_error", models.TextField(blank=True)),
             ],
             options={
-                'ordering': ['-received_at'],
+                "ordering": ["-received_at"],
             },
         ),
         migrations.CreateModel(
-            name='Call',
+            name="Call",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider_call_id', models.CharField(max_length=64, unique=True)),
-                ('dialled_number', models.CharField(max_length=20)),
-                ('caller_number', models.CharField(blank=True, max_length=20)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('ringing', 'Ringing'), ('in-progress', 'In Progress'), ('completed', 'Completed'), ('busy', 'Busy'), ('no-answer', 'No Answer'), ('canceled', 'Canceled'), ('failed', 'Failed')], max_length=16)),
-                ('last_sequence', models.IntegerField(default=-1)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('duration_seconds', models.PositiveIntegerField(blank=True, null=True)),
-                ('summary', models.TextField(blank=True)),
-                ('urgency', models.CharField(blank=True, max_length=16)),
-                ('airtable_state', models.CharField(choices=[('pending', 'Pending'), ('synced', 'Synced'), ('failed', 'failed (will retry)')], default='pending', max_length=16)),
-                ('airtable_record_id', models.CharField(blank=True, max_length=32)),
-                ('airtable_last_error', models.TextField(blank=True)),
-                ('airtable_attempts', models.PositiveIntegerField(default=0)),
-                ('airtable_next_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('business', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='calls', to='accounts.business')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("provider_call_id", models.CharField(max_length=64, unique=True)),
+                ("dialled_number", models.CharField(max_length=20)),
+                ("caller_number", models.CharField(blank=True, max_length=20)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("ringing", "Ringing"),
+                            ("in-progress", "In Progress"),
+                            ("completed", "Completed"),
+                            ("busy", "Busy"),
+                            ("no-answer", "No Answer"),
+                            ("canceled", "Canceled"),
+                            ("failed", "Failed"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("last_sequence", models.IntegerField(default=-1)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "duration_seconds",
+                    models.PositiveIntegerField(blank=True, null=True),
+                ),
+                ("summary", models.TextField(blank=True)),
+                ("urgency", models.CharField(blank=True, max_length=16)),
+                (
+                    "airtable_state",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("synced", "Synced"),
+                            ("failed", "failed (will retry)"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("airtable_record_id", models.CharField(blank=True, max_length=32)),
+                ("airtable_last_error", models.TextField(blank=True)),
+                ("airtable_attempts", models.PositiveIntegerField(default=0)),
+                (
+                    "airtable_next_attempt_at",
+                    models.DateTimeField(blank=True, null=True),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "business",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="calls",
+                        to="accounts.business",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
     ]

@@ -4,15 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('intake', '0002_initial'),
+        ("intake", "0002_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='call',
-            name='airtable_state',
-            field=models.CharField(choices=[('pending', 'Pending'), ('synced', 'Synced'), ('failed', 'failed (will retry)'), ('skipped', 'skipped (Airtable not configured)')], default='pending', max_length=16),
+            model_name="call",
+            name="airtable_state",
+            field=models.CharField(
+                choices=[
+                    ("pending", "Pending"),
+                    ("synced", "Synced"),
+                    ("failed", "failed (will retry)"),
+                    ("skipped", "skipped (Airtable not configured)"),
+                ],
+                default="pending",
+                max_length=16,
+            ),
         ),
     ]

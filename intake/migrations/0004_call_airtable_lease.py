@@ -4,20 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0002_field_checks'),
-        ('intake', '0003_call_airtable_state_skipped'),
+        ("accounts", "0002_field_checks"),
+        ("intake", "0003_call_airtable_state_skipped"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='call',
-            name='airtable_leased_until',
+            model_name="call",
+            name="airtable_leased_until",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddIndex(
-            model_name='call',
-            index=models.Index(condition=models.Q(('airtable_state__in', ['pending', 'failed'])), fields=['airtable_next_attempt_at'], name='call_airtable_due'),
+            model_name="call",
+            index=models.Index(
+                condition=models.Q(("airtable_state__in", ["pending", "failed"])),
+                fields=["airtable_next_attempt_at"],
+                name="call_airtable_due",
+            ),
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('intake', '0004_call_airtable_lease'),
+        ("intake", "0004_call_airtable_lease"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='call',
-            name='airtable_push_alone',
+            model_name="call",
+            name="airtable_push_alone",
             field=models.BooleanField(default=False),
         ),
     ]

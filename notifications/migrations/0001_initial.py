@@ -5,66 +5,177 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('incidents', '0001_initial'),
-        ('intake', '0002_initial'),
-        ('tickets', '0001_initial'),
+        ("incidents", "0001_initial"),
+        ("intake", "0002_initial"),
+        ("tickets", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Heartbeat',
+            name="Heartbeat",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=40, unique=True)),
-                ('last_seen', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("name", models.CharField(max_length=40, unique=True)),
+                ("last_seen", models.DateTimeField()),
             ],
         ),
         migrations.CreateModel(
-            name='Notification',
+            name="Notification",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('channel', models.CharField(choices=[('sms', 'SMS'), ('email', 'Email')], max_length=8)),
-                ('reason', models.CharField(choices=[('call_summary', 'call summary'), ('ticket_reply', 'ticket reply'), ('first_reply', 'first reply'), ('incident_update', 'incident update'), ('p0_page', 'P0 page'), ('sla_alert', 'SLA alert'), ('ops_alert', 'operations alert')], max_length=20)),
-                ('recipient', models.CharField(max_length=320)),
-                ('sender', models.CharField(blank=True, max_length=320)),
-                ('subject', models.CharField(blank=True, max_length=998)),
-                ('body', models.TextField()),
-                ('headers', models.JSONField(blank=True, default=dict)),
-                ('dedupe_key', models.CharField(max_length=255, unique=True)),
-                ('state', models.CharField(choices=[('pending', 'Pending'), ('sending', 'Sending'), ('sent', 'sent (awaiting delivery report)'), ('delivered', 'Delivered'), ('failed', 'failed (will retry)'), ('undeliverable', 'Undeliverable'), ('suppressed', 'suppressed (recipient opted out or bounced)'), ('logged', 'logged (no provider configured)')], db_index=True, default='pending', max_length=16)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('next_attempt_at', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('provider_message_id', models.CharField(blank=True, db_index=True, max_length=998)),
-                ('last_error', models.TextField(blank=True)),
-                ('last_error_code', models.CharField(blank=True, max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
-                ('delivered_at', models.DateTimeField(blank=True, null=True)),
-                ('call', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='intake.call')),
-                ('fallback_of', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='fallback', to='notifications.notification')),
-                ('incident', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='incidents.incident')),
-                ('ticket', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='tickets.ticket')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "channel",
+                    models.CharField(
+                        choices=[("sms", "SMS"), ("email", "Email")], max_length=8
+                    ),
+                ),
+                (
+                    "reason",
+                    models.CharField(
+                        choices=[
+                            ("call_summary", "call summary"),
+                            ("ticket_reply", "ticket reply"),
+                            ("first_reply", "first reply"),
+                            ("incident_update", "incident update"),
+                            ("p0_page", "P0 page"),
+                            ("sla_alert", "SLA alert"),
+                            ("ops_alert", "operations alert"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("recipient", models.CharField(max_length=320)),
+                ("sender", models.CharField(blank=True, max_length=320)),
+                ("subject", models.CharField(blank=True, max_length=998)),
+                ("body", models.TextField()),
+                ("headers", models.JSONField(blank=True, default=dict)),
+                ("dedupe_key", models.CharField(max_length=255, unique=True)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("sending", "Sending"),
+                            ("sent", "sent (awaiting delivery report)"),
+                            ("delivered", "Delivered"),
+                            ("failed", "failed (will retry)"),
+                            ("undeliverable", "Undeliverable"),
+                            (
+                                "suppressed",
+                                "suppressed (recipient opted out or bounced)",
+                            ),
+                            ("logged", "logged (no provider configured)"),
+                        ],
+                        db_index=True,
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                (
+                    "next_attempt_at",
+                    models.DateTimeField(blank=True, db_index=True, null=True),
+                ),
+                (
+                    "provider_message_id",
+                    models.CharField(blank=True, db_index=True, max_length=998),
+                ),
+                ("last_error", models.TextField(blank=True)),
+                ("last_error_code", models.CharField(blank=True, max_length=16)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
+                ("delivered_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "call",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="intake.call",
+                    ),
+                ),
+                (
+                    "fallback_of",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="fallback",
+                        to="notifications.notification",
+                    ),
+                ),
+                (
+                    "incident",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="incidents.incident",
+                    ),
+                ),
+                (
+                    "ticket",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="tickets.ticket",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Suppression',
+            name="Suppression",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('channel', models.CharField(choices=[('sms', 'SMS'), ('email', 'Email')], max_length=8)),
-                ('address', models.CharField(max_length=320)),
-                ('sender', models.CharField(blank=True, max_length=320)),
-                ('reason', models.CharField(max_length=200)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "channel",
+                    models.CharField(
+                        choices=[("sms", "SMS"), ("email", "Email")], max_length=8
+                    ),
+                ),
+                ("address", models.CharField(max_length=320)),
+                ("sender", models.CharField(blank=True, max_length=320)),
+                ("reason", models.CharField(max_length=200)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('channel', 'address', 'sender'), name='suppression_unique')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("channel", "address", "sender"),
+                        name="suppression_unique",
+                    )
+                ],
             },
         ),
     ]

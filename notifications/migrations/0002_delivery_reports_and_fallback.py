@@ -4,25 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('notifications', '0001_initial'),
+        ("notifications", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='notification',
-            name='delivery_failures',
+            model_name="notification",
+            name="delivery_failures",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='notification',
-            name='delivery_status',
+            model_name="notification",
+            name="delivery_status",
             field=models.CharField(blank=True, max_length=16),
         ),
         migrations.AddField(
-            model_name='notification',
-            name='fallback_checked_at',
+            model_name="notification",
+            name="fallback_checked_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

@@ -4,15 +4,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('notifications', '0002_delivery_reports_and_fallback'),
+        ("notifications", "0002_delivery_reports_and_fallback"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='notification',
-            name='state',
-            field=models.CharField(choices=[('pending', 'Pending'), ('sending', 'Sending'), ('sent', 'sent (awaiting delivery report)'), ('delivered', 'Delivered'), ('failed', 'failed (will retry)'), ('undeliverable', 'Undeliverable'), ('suppressed', 'suppressed (recipient opted out or bounced)'), ('logged', 'logged (no provider configured)'), ('cancelled', 'cancelled (its SMS was delivered first)')], db_index=True, default='pending', max_length=16),
+            model_name="notification",
+            name="state",
+            field=models.CharField(
+                choices=[
+                    ("pending", "Pending"),
+                    ("sending", "Sending"),
+                    ("sent", "sent (awaiting delivery report)"),
+                    ("delivered", "Delivered"),
+                    ("failed", "failed (will retry)"),
+                    ("undeliverable", "Undeliverable"),
+                    ("suppressed", "suppressed (recipient opted out or bounced)"),
+                    ("logged", "logged (no provider configured)"),
+                    ("cancelled", "cancelled (its SMS was delivered first)"),
+                ],
+                db_index=True,
+                default="pending",
+                max_length=16,
+            ),
         ),
     ]

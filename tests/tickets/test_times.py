@@ -339,7 +339,8 @@ def test_ambiguous_start_time_is_not_replaced_by_a_clear_call_time():
 
 
 def test_naive_received_time_is_taken_as_utc():
-    facts = started("since 9:30 PM Eastern", dt.datetime(2026, 12, 8, 3, 52))  # noqa: DTZ001
+    naive = dt.datetime(2026, 12, 8, 3, 52)  # noqa: DTZ001
+    facts = started("since 9:30 PM Eastern", naive)
 
     assert facts.started_at == at(2026, 12, 8, 2, 30)
 

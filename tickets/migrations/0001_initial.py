@@ -6,98 +6,269 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('incidents', '0001_initial'),
-        ('intake', '0001_initial'),
+        ("accounts", "0001_initial"),
+        ("incidents", "0001_initial"),
+        ("intake", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Ticket',
+            name="Ticket",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('reference', models.CharField(blank=True, max_length=20, unique=True)),
-                ('requester_email', models.CharField(blank=True, max_length=320)),
-                ('requester_name', models.CharField(blank=True, max_length=200)),
-                ('subject', models.CharField(blank=True, max_length=998)),
-                ('component', models.CharField(blank=True, help_text='The failing part, from triage.', max_length=32)),
-                ('business_line', models.CharField(blank=True, help_text='E.164', max_length=20)),
-                ('business_line_extension', models.CharField(blank=True, max_length=10)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('started_at_text', models.CharField(blank=True, max_length=200)),
-                ('started_at_unclear', models.BooleanField(default=False, help_text='A time was given but could not be read safely.')),
-                ('symptoms', models.TextField(blank=True)),
-                ('example_call', models.CharField(blank=True, help_text='Caller number (E.164) or call id.', max_length=64)),
-                ('example_call_extension', models.CharField(blank=True, max_length=10)),
-                ('workaround', models.TextField(blank=True)),
-                ('priority', models.CharField(choices=[('P0', 'P0 - active outage or safety risk'), ('P1', 'P1 - partial outage or severe degradation'), ('P2', 'P2 - non-urgent, workaround exists')], db_index=True, default='P2', max_length=2)),
-                ('priority_reasons', models.JSONField(blank=True, default=list)),
-                ('escalations', models.JSONField(blank=True, default=list)),
-                ('status', models.CharField(choices=[('new', 'New'), ('waiting', 'waiting on customer'), ('open', 'Open'), ('resolved', 'Resolved'), ('closed', 'Closed')], db_index=True, default='new', max_length=16)),
-                ('received_at', models.DateTimeField(db_index=True)),
-                ('acknowledge_due', models.DateTimeField(blank=True, null=True)),
-                ('acknowledged_at', models.DateTimeField(blank=True, null=True)),
-                ('next_update_due', models.DateTimeField(blank=True, null=True)),
-                ('first_reply_sent_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('business', models.ForeignKey(blank=True, help_text='Empty until the sender is matched to a business.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='tickets', to='accounts.business')),
-                ('incident', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='tickets', to='incidents.incident')),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='tickets', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("reference", models.CharField(blank=True, max_length=20, unique=True)),
+                ("requester_email", models.CharField(blank=True, max_length=320)),
+                ("requester_name", models.CharField(blank=True, max_length=200)),
+                ("subject", models.CharField(blank=True, max_length=998)),
+                (
+                    "component",
+                    models.CharField(
+                        blank=True,
+                        help_text="The failing part, from triage.",
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "business_line",
+                    models.CharField(blank=True, help_text="E.164", max_length=20),
+                ),
+                (
+                    "business_line_extension",
+                    models.CharField(blank=True, max_length=10),
+                ),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("started_at_text", models.CharField(blank=True, max_length=200)),
+                (
+                    "started_at_unclear",
+                    models.BooleanField(
+                        default=False,
+                        help_text="A time was given but could not be read safely.",
+                    ),
+                ),
+                ("symptoms", models.TextField(blank=True)),
+                (
+                    "example_call",
+                    models.CharField(
+                        blank=True,
+                        help_text="Caller number (E.164) or call id.",
+                        max_length=64,
+                    ),
+                ),
+                ("example_call_extension", models.CharField(blank=True, max_length=10)),
+                ("workaround", models.TextField(blank=True)),
+                (
+                    "priority",
+                    models.CharField(
+                        choices=[
+                            ("P0", "P0 - active outage or safety risk"),
+                            ("P1", "P1 - partial outage or severe degradation"),
+                            ("P2", "P2 - non-urgent, workaround exists"),
+                        ],
+                        db_index=True,
+                        default="P2",
+                        max_length=2,
+                    ),
+                ),
+                ("priority_reasons", models.JSONField(blank=True, default=list)),
+                ("escalations", models.JSONField(blank=True, default=list)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("new", "New"),
+                            ("waiting", "waiting on customer"),
+                            ("open", "Open"),
+                            ("resolved", "Resolved"),
+                            ("closed", "Closed"),
+                        ],
+                        db_index=True,
+                        default="new",
+                        max_length=16,
+                    ),
+                ),
+                ("received_at", models.DateTimeField(db_index=True)),
+                ("acknowledge_due", models.DateTimeField(blank=True, null=True)),
+                ("acknowledged_at", models.DateTimeField(blank=True, null=True)),
+                ("next_update_due", models.DateTimeField(blank=True, null=True)),
+                ("first_reply_sent_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "business",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Empty until the sender is matched to a business.",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="tickets",
+                        to="accounts.business",
+                    ),
+                ),
+                (
+                    "incident",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="tickets",
+                        to="incidents.incident",
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="tickets",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-received_at'],
+                "ordering": ["-received_at"],
             },
         ),
         migrations.CreateModel(
-            name='TicketEvent',
+            name="TicketEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(max_length=40)),
-                ('detail', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('ticket', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='tickets.ticket')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("kind", models.CharField(max_length=40)),
+                ("detail", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "ticket",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="tickets.ticket",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='TicketMessage',
+            name="TicketMessage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('direction', models.CharField(choices=[('in', 'from customer'), ('out', 'to customer'), ('note', 'internal note')], max_length=4)),
-                ('message_id', models.CharField(blank=True, max_length=998, null=True, unique=True)),
-                ('in_reply_to', models.CharField(blank=True, max_length=998)),
-                ('references', models.TextField(blank=True)),
-                ('from_address', models.CharField(blank=True, max_length=320)),
-                ('to_address', models.CharField(blank=True, max_length=320)),
-                ('subject', models.CharField(blank=True, max_length=998)),
-                ('body', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField()),
-                ('author', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('inbound_email', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='intake.inboundemail')),
-                ('ticket', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='tickets.ticket')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "direction",
+                    models.CharField(
+                        choices=[
+                            ("in", "from customer"),
+                            ("out", "to customer"),
+                            ("note", "internal note"),
+                        ],
+                        max_length=4,
+                    ),
+                ),
+                (
+                    "message_id",
+                    models.CharField(
+                        blank=True, max_length=998, null=True, unique=True
+                    ),
+                ),
+                ("in_reply_to", models.CharField(blank=True, max_length=998)),
+                ("references", models.TextField(blank=True)),
+                ("from_address", models.CharField(blank=True, max_length=320)),
+                ("to_address", models.CharField(blank=True, max_length=320)),
+                ("subject", models.CharField(blank=True, max_length=998)),
+                ("body", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField()),
+                (
+                    "author",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "inbound_email",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="intake.inboundemail",
+                    ),
+                ),
+                (
+                    "ticket",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="messages",
+                        to="tickets.ticket",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='TicketAttachment',
+            name="TicketAttachment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('filename', models.CharField(max_length=255)),
-                ('content_type', models.CharField(max_length=255)),
-                ('size', models.PositiveIntegerField()),
-                ('file', models.FileField(upload_to='attachments/%Y/%m/')),
-                ('message', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attachments', to='tickets.ticketmessage')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("filename", models.CharField(max_length=255)),
+                ("content_type", models.CharField(max_length=255)),
+                ("size", models.PositiveIntegerField()),
+                ("file", models.FileField(upload_to="attachments/%Y/%m/")),
+                (
+                    "message",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="attachments",
+                        to="tickets.ticketmessage",
+                    ),
+                ),
             ],
         ),
     ]
