@@ -62,7 +62,13 @@ from intake.call_summary import call_summary_signature  # noqa: E402
 from intake.models import Call  # noqa: E402
 from standins.airtable import AirtableStandIn  # noqa: E402
 from standins.twilio import TwilioStandIn  # noqa: E402
-from tests.faults.harness import RedisServer, stop_process, wait_for  # noqa: E402
+from tests.faults.harness import (  # noqa: E402
+    RedisServer,
+    celery_beat_command,
+    celery_worker_command,
+    stop_process,
+    wait_for,
+)
 
 ACCOUNT_SID = "AC" + "0" * 32
 SENDER = "+15005550006"
@@ -251,35 +257,11 @@ def main() -> None:
             for n in range(args.workers):
                 spawn(
                     f"worker-{n}",
-                    [
-                        sys.executable,
-                        "-m",
-                        "celery",
-                        "-A",
-                        "afterhours",
-                        "worker",
-                        "--pool=threads",
-                        f"--concurrency={args.concurrency}",
-                        "--without-gossip",
-                        "--without-mingle",
-                        "--loglevel=WARNING",
-                        f"--hostname=bench{n}@%h",
-                        f"--queues={settings.CELERY_TASK_DEFAULT_QUEUE}",
-                    ],
+                    celery_worker_command(
+                        name=f"bench{n}", concurrency=args.concurrency
+                    ),
                 )
-            spawn(
-                "beat",
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "afterhours",
-                    "beat",
-                    "--loglevel=WARNING",
-                    f"--schedule={work / 'beat-schedule'}",
-                ],
-            )
+            spawn("beat", celery_beat_command(schedule=work / "beat-schedule"))
             base_url = f"http://127.0.0.1:{port}"
             _wait_ready(base_url)
             groups = {

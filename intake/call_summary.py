@@ -391,15 +391,7 @@ def call_summary_sms_settle(
         return _correction_sms_settle(call=call, sent=sent, text=text)
     if text == sent.body or call.summary.strip()[:60] in sent.body:
         return sent
-    follow_up, created = notification_enqueue(
-        channel=Notification.Channel.SMS,
-        reason=Notification.Reason.CALL_SUMMARY,
-        recipient=sent.recipient,
-        sender=sent.sender,
-        body=text,
-        dedupe_key=_follow_up_key(call, sent, "followup"),
-        call=call,
-    )
+    follow_up, created = _follow_up_owe(call, sent, kind="followup", body=text)
     if created:
         logger.info(
             "call summary: call id=%s SMS id=%s had left without the summary; "
@@ -450,14 +442,8 @@ def _correction_sms_settle(
             newest.pk,
         )
         return newest
-    correction_sms, created = notification_enqueue(
-        channel=Notification.Channel.SMS,
-        reason=Notification.Reason.CALL_SUMMARY,
-        recipient=sent.recipient,
-        sender=sent.sender,
-        body=corrected,
-        dedupe_key=_follow_up_key(call, sent, "correction"),
-        call=call,
+    correction_sms, created = _follow_up_owe(
+        call, sent, kind="correction", body=corrected
     )
     if created:
         logger.info(
@@ -468,6 +454,21 @@ def _correction_sms_settle(
             mask_phone(sent.recipient),
         )
     return correction_sms
+
+
+def _follow_up_owe(
+    call: Call, sent: Notification, *, kind: str, body: str
+) -> tuple[Notification, bool]:
+    """A second SMS of a call to the person its first went to, once a kind."""
+    return notification_enqueue(
+        channel=Notification.Channel.SMS,
+        reason=Notification.Reason.CALL_SUMMARY,
+        recipient=sent.recipient,
+        sender=sent.sender,
+        body=body,
+        dedupe_key=_follow_up_key(call, sent, kind),
+        call=call,
+    )
 
 
 def _follow_up_key(call: Call, sent: Notification, kind: str) -> str:

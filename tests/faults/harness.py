@@ -191,6 +191,41 @@ class CallPlan:
         return 3 if self.summary else 2
 
 
+def celery_worker_command(
+    *, name: str, concurrency: int, loglevel: str = "WARNING"
+) -> list[str]:
+    """A thread-pool Celery worker on the run's own queue, as the fault runs
+    and bench/delivery.py start it."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "afterhours",
+        "worker",
+        "--pool=threads",
+        f"--concurrency={concurrency}",
+        "--without-gossip",
+        "--without-mingle",
+        f"--loglevel={loglevel}",
+        f"--hostname={name}@%h",
+        f"--queues={settings.CELERY_TASK_DEFAULT_QUEUE}",
+    ]
+
+
+def celery_beat_command(*, schedule: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "afterhours",
+        "beat",
+        "--loglevel=WARNING",
+        f"--schedule={schedule}",
+    ]
+
+
 def plan_calls(
     count: int, *, lines: list[str], seed: int = 0, without_report: int = 0
 ) -> list[CallPlan]:
@@ -515,22 +550,10 @@ class FaultRun:
             name = f"w{self._worker_serial}"
         self.workers[name] = self._spawn(
             f"worker-{name}",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "afterhours",
-                "worker",
-                "--pool=threads",
-                f"--concurrency={self.concurrency}",
-                "--without-gossip",
-                "--without-mingle",
-                # INFO: the worker says when it is ready.
-                "--loglevel=INFO",
-                f"--hostname={name}@%h",
-                f"--queues={settings.CELERY_TASK_DEFAULT_QUEUE}",
-            ],
+            # INFO: the worker says when it is ready.
+            celery_worker_command(
+                name=name, concurrency=self.concurrency, loglevel="INFO"
+            ),
         )
         return name
 
@@ -601,16 +624,7 @@ class FaultRun:
     def start_beat(self) -> None:
         self.beat = self._spawn(
             "beat",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "afterhours",
-                "beat",
-                "--loglevel=WARNING",
-                f"--schedule={self.workdir / 'beat-schedule'}",
-            ],
+            celery_beat_command(schedule=self.workdir / "beat-schedule"),
         )
 
     def stop_beat(self, *, kill: bool = False) -> None:
